@@ -1,0 +1,220 @@
+"""The CLI: `python -m core datasets | download | import | train | runs | stop | predict | evaluate | export`.
+
+Same code as the UI. Any error prints one line on stderr and exits non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from core.errors import UserError  # noqa: E402
+
+
+def cmd_datasets(args) -> int:
+    from core import datasets
+
+    for d in datasets.catalog():
+        counts = ", ".join(f"{s} {sum(c.values())}" for s, c in d.counts.items())
+        avail = "" if d.available else "  [not downloaded]"
+        print(f"{d.name:28s} {len(d.class_names):3d} classes  {counts}{avail}")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from core import keras_datasets
+
+    arrays = keras_datasets.load_arrays(args.name, allow_download=True)
+    print(f"{args.name}: " + ", ".join(f"{s} {len(y)}" for s, (_, y) in arrays.items()))
+    return 0
+
+
+def cmd_import(args) -> int:
+    from core.importer import import_dataset
+
+    rep = import_dataset(Path(args.path), args.name)
+    for split, per in rep.class_counts.items():
+        print(f"{split}: " + ", ".join(f"{c} {n}" for c, n in per.items()))
+    print(f"imported {rep.imported} images into {rep.path}")
+    for member, reason in rep.skipped:
+        print(f"skipped {member}: {reason}")
+    return 0
+
+
+def _request(args):
+    from core.training import TrainRequest
+
+    return TrainRequest(
+        dataset=args.dataset, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
+        optimizer=args.optimizer, learning_rate=args.lr, seed=args.seed, val_split=args.val_split,
+        image_size=tuple(args.image_size) if args.image_size else None, channels=args.channels,
+        class_weights=args.class_weights, early_stopping=args.early_stopping, restore_best=not args.no_restore_best,
+        target_accuracy=args.target_accuracy, weights=args.weights, limit=args.limit, strategy=args.strategy,
+    )  # fmt: skip
+
+
+def cmd_train(args) -> int:
+    from core import runs, training
+
+    if args.run:
+        run = runs.get_run(args.run)
+    else:
+        if not args.dataset:
+            raise UserError("train needs --dataset NAME (or --run RUN-ID)")
+        run = training.start_run(_request(args))
+    echo = (lambda s: print(s, flush=True)) if not args.quiet else None
+    status = training.train_run(run.path, echo=echo)
+    if status["state"] == "failed":
+        print(f"error: {status.get('error')}", file=sys.stderr)
+        print(run.run_id)
+        return 1
+    if status.get("note") and echo:
+        echo(status["note"])
+    print(f"{status['state']}", file=sys.stderr)
+    print(run.run_id)
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from core import jobs, runs
+
+    for r in jobs.list_runs():
+        acc = r.status.get("best_val_accuracy")
+        dur = runs.duration(r.status)
+        print(f"{r.run_id:60s} {r.config.get('dataset', '?'):24s} {r.config.get('preset', '?'):20s} "
+              f"{r.status.get('epochs_done', 0):3d}/{r.config.get('epochs', '?'):<3} "
+              f"{(f'{acc:.4f}' if acc is not None else '-'):>7s} {(f'{dur:.0f}s' if dur else '-'):>6s} {r.state}")  # fmt: skip
+    return 0
+
+
+def cmd_stop(args) -> int:
+    from core import jobs
+
+    jobs.stop(args.run)
+    print(f"stop requested for {args.run}")
+    return 0
+
+
+def _loaded_model(args):
+    from core import models, runs
+
+    if args.run:
+        return models.load_run_model(runs.get_run(args.run))
+    if args.model:
+        p = Path(args.model)
+        names = args.class_names.split(",") if args.class_names else None
+        return models.describe(models.load_model(p), models.read_meta(p), p.name, names)
+    raise UserError("give --run RUN-ID or --model PATH")
+
+
+def cmd_predict(args) -> int:
+    from core.prediction import predict_sources
+
+    lm = _loaded_model(args)
+    results = predict_sources(lm, [(f, Path(f)) for f in args.images])
+    for r in results:
+        print(json.dumps(r.as_json()))
+    return 1 if any(r.error for r in results) else 0
+
+
+def cmd_evaluate(args) -> int:
+    from core import evaluation_runs
+
+    result = evaluation_runs.evaluate_run(args.run, limit=args.limit)
+    from core.evaluation import format_table
+
+    print(format_table(result))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from core import export, runs
+
+    run = runs.get_run(args.run)
+    out = Path(args.out) if args.out else Path.cwd() / export.default_name(run.run_id, args.format)
+    path = export.export(run.path, args.format, out)
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m core", description="ConvNet Studio command line")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("datasets", help="list datasets with class and image counts").set_defaults(fn=cmd_datasets)
+    p = sub.add_parser("download", help="download a Keras dataset (needs internet once)")
+    p.add_argument("name", choices=["mnist", "fashion_mnist", "cifar10"])
+    p.set_defaults(fn=cmd_download)
+    p = sub.add_parser("import", help="import a zip or folder of class folders into data/NAME")
+    p.add_argument("path")
+    p.add_argument("--name", required=True)
+    p.set_defaults(fn=cmd_import)
+    p = sub.add_parser("train", help="train a preset; prints a line per epoch and the run id last")
+    p.add_argument("--run", help="train an already-created run (what the UI starts)")
+    p.add_argument("--dataset")
+    p.add_argument("--preset", default="fast")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=["adam", "rmsprop", "sgd"])
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int, default=213)
+    p.add_argument("--val-split", type=float, default=0.2)
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
+    p.add_argument("--channels", type=int, choices=[1, 3])
+    p.add_argument("--class-weights", choices=["none", "balanced", "notebook"])
+    p.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE")
+    p.add_argument("--no-restore-best", action="store_true")
+    p.add_argument("--target-accuracy", type=float)
+    p.add_argument(
+        "--weights", default="imagenet", help="transfer presets: imagenet, random, or a weights file"
+    )
+    p.add_argument("--limit", type=int, help="at most this many images per split")
+    p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_train)
+    sub.add_parser("runs", help="list runs").set_defaults(fn=cmd_runs)
+    p = sub.add_parser("stop", help="ask a running job to stop")
+    p.add_argument("run")
+    p.set_defaults(fn=cmd_stop)
+    p = sub.add_parser("predict", help="class probabilities, one JSON line per image")
+    p.add_argument("--run")
+    p.add_argument("--model")
+    p.add_argument("--class-names", help="comma-separated, for a --model without them")
+    p.add_argument("images", nargs="+")
+    p.set_defaults(fn=cmd_predict)
+    p = sub.add_parser("evaluate", help="test metrics and the per-class table")
+    p.add_argument("--run", required=True)
+    p.add_argument("--limit", type=int)
+    p.set_defaults(fn=cmd_evaluate)
+    p = sub.add_parser("export", help="export a run's model")
+    p.add_argument("--run", required=True)
+    p.add_argument(
+        "--format", required=True, choices=["keras", "savedmodel", "tflite", "tflite-quant", "bundle"]
+    )
+    p.add_argument("--out")
+    p.set_defaults(fn=cmd_export)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # last resort: still one line, never a traceback
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"error: {type(exc).__name__}: {first}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,465 @@
+"""Preset architectures from the source notebooks, layer for layer, plus a small builder and our `fast` preset.
+
+Every model is Functional (built from `keras.Input`) so sub-models over any layer work for inspection, and every
+model takes raw pixels in 0..255: the notebooks' scaling step lives inside the model as a layer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from core.errors import UserError
+
+Shape = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What a preset builds and how the notebook trained it; the Train page starts from these defaults."""
+
+    name: str
+    title: str
+    source: str
+    build: Callable[..., keras.Model]
+    image_size: tuple[int, int] | None = None  # None: the dataset's own size
+    channels: int | None = None  # None: the dataset's own channels; 3 forces RGB
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    epochs: int = 10
+    batch_size: int = 32
+    head: str = "softmax"  # softmax | logits | binary (sigmoid for two classes, softmax otherwise)
+    label_mode: str = "sparse"  # sparse | categorical (one-hot, as the MNIST lab does)
+    class_weights: str = "none"  # none | notebook | balanced
+    transfer: str | None = None  # "mobilenet_v2" | "xception": needs ImageNet weights
+    min_image_size: int = 8
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _notebook_augmentation(x):
+    """The Jedi/Sith notebooks' four augmentation layers (inactive at inference)."""
+    x = layers.RandomFlip("horizontal_and_vertical", name="random_flip")(x)
+    x = layers.RandomRotation(0.2, name="random_rotation")(x)
+    x = layers.RandomContrast(0.2, name="random_contrast")(x)
+    return layers.RandomZoom(height_factor=(-0.3, -0.2), name="random_zoom")(x)
+
+
+def augmentation_layers(preset: str = "jedi-sith-binary") -> list[keras.layers.Layer]:
+    """The exact augmentation layers a preset uses, for the Datasets page preview."""
+    if preset in ("cats-dogs-2", "cats-dogs-3", "mobilenetv2-transfer"):
+        return [layers.RandomFlip("horizontal_and_vertical"), layers.RandomRotation(0.2)]
+    return [
+        layers.RandomFlip("horizontal_and_vertical"),
+        layers.RandomRotation(0.2),
+        layers.RandomContrast(0.2),
+        layers.RandomZoom(height_factor=(-0.3, -0.2)),
+    ]
+
+
+def _head(x, num_classes: int, head: str):
+    """Output layer: the notebook's head, adapted to the dataset's class count."""
+    if head == "binary" and num_classes == 2:
+        return layers.Dense(1, activation="sigmoid", name="output")(x)
+    if head == "logits":
+        return layers.Dense(num_classes, name="output")(x)
+    return layers.Dense(num_classes, activation="softmax", name="output")(x)
+
+
+def _jedi_stack(x):
+    x = layers.Rescaling(1.0 / 255, name="rescaling")(x)
+    x = layers.Conv2D(16, 3, activation="relu", name="conv2d")(x)
+    x = layers.Dropout(0.2)(x)
+    x = layers.MaxPooling2D(2, 2)(x)
+    for i, filters in enumerate((32, 64, 64, 64), start=1):
+        x = layers.Conv2D(filters, 3, activation="relu", name=f"conv2d_{i}")(x)
+        x = layers.MaxPooling2D(2, 2)(x)
+    return layers.Flatten()(x)
+
+
+def build_jedi_sith_binary(input_shape: Shape, num_classes: int, **_) -> keras.Model:
+    inputs = keras.Input(input_shape)
+    x = _jedi_stack(_notebook_augmentation(inputs))
+    x = layers.Dropout(0.2)(x)
+    x = layers.Dense(512, activation="relu", name="dense")(x)
+    x = layers.Dropout(0.2)(x)
+    return keras.Model(inputs, _head(x, num_classes, "binary"), name="jedi_sith_binary")
+
+
+def build_jedi_sith_ternary(input_shape: Shape, num_classes: int, **_) -> keras.Model:
+    inputs = keras.Input(input_shape)
+    x = _jedi_stack(_notebook_augmentation(inputs))
+    x = layers.Dropout(0.2)(x)
+    x = layers.Dense(3201, activation="relu", name="dense")(x)
+    x = layers.Dropout(0.2)(x)
+    return keras.Model(inputs, _head(x, num_classes, "softmax"), name="jedi_sith_ternary")
+
+
+def build_mnist_lab(input_shape: Shape, num_classes: int, **_) -> keras.Model:
+    inputs = keras.Input(input_shape)
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_to_pm1")(inputs)
+    x = layers.Conv2D(64, (8, 8), activation="relu", name="conv2d")(x)
+    x = layers.Conv2D(128, (8, 8), activation="relu", name="conv2d_1")(x)
+    x = layers.MaxPooling2D((2, 2))(x)
+    x = layers.Dropout(0.25)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu", name="dense")(x)
+    x = layers.Dropout(0.5)(x)
+    return keras.Model(inputs, _head(x, num_classes, "softmax"), name="mnist_lab")
+
+
+def _cats_dogs_tail(x, num_classes: int):
+    x = layers.Dropout(0.2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu", name="dense")(x)
+    x = layers.Dropout(0.2)(x)
+    return _head(x, num_classes, "logits")
+
+
+def _cats_dogs_flip_rotate(x):
+    x = layers.RandomFlip("horizontal_and_vertical", name="random_flip")(x)
+    return layers.RandomRotation(0.2, name="random_rotation")(x)
+
+
+def _build_cats_dogs_12(input_shape: Shape, num_classes: int, augment: bool, name: str) -> keras.Model:
+    inputs = keras.Input(input_shape)
+    x = _cats_dogs_flip_rotate(inputs) if augment else inputs
+    x = layers.Conv2D(32, (3, 3), activation="relu", name="conv2d")(x)
+    x = layers.MaxPooling2D((2, 2))(x)
+    x = layers.Conv2D(64, (3, 3), activation="relu", name="conv2d_1")(x)
+    x = layers.MaxPooling2D((2, 2))(x)
+    return keras.Model(inputs, _cats_dogs_tail(x, num_classes), name=name)
+
+
+def build_cats_dogs_1(input_shape: Shape, num_classes: int, **_) -> keras.Model:
+    return _build_cats_dogs_12(input_shape, num_classes, augment=False, name="cats_dogs_1")
+
+
+def build_cats_dogs_2(input_shape: Shape, num_classes: int, **_) -> keras.Model:
+    return _build_cats_dogs_12(input_shape, num_classes, augment=True, name="cats_dogs_2")
+
+
+def _mobilenet_preprocess(x):
+    """mobilenet_v2.preprocess_input is x/127.5 - 1; a Rescaling layer does exactly that and serialises safely."""
+    return layers.Rescaling(1.0 / 127.5, offset=-1.0, name="mobilenet_v2_preprocess")(x)
+
+
+def build_cats_dogs_3(input_shape: Shape, num_classes: int, **_) -> keras.Model:
+    inputs = keras.Input(input_shape)
+    x = _cats_dogs_flip_rotate(_mobilenet_preprocess(inputs))
+    for i, filters in enumerate((32, 32, 64)):
+        x = layers.Conv2D(filters, (3, 3), activation="relu", name="conv2d" + (f"_{i}" if i else ""))(x)
+        x = layers.MaxPooling2D((2, 2))(x)
+    return keras.Model(inputs, _cats_dogs_tail(x, num_classes), name="cats_dogs_3")
+
+
+def load_base(kind: str, input_shape: Shape, weights: str | None) -> keras.Model:
+    """An ImageNet base without its top. weights: "imagenet" (download once, cached in ~/.keras),
+    None (random initialisation) or a path to a local weights file."""
+    ctor = {"mobilenet_v2": keras.applications.MobileNetV2, "xception": keras.applications.Xception}[kind]
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise UserError(f"weights file not found: {weights}")
+    try:
+        return ctor(input_shape=input_shape, include_top=False, weights=weights)
+    except UserError:
+        raise
+    except Exception as exc:  # network errors surface as many types (URLError, OSError, Exception)
+        if weights == "imagenet":
+            raise UserError(
+                f"ImageNet weights for {kind} could not be downloaded ({type(exc).__name__}). "
+                "Connect to the internet once (they are cached in ~/.keras/models), choose random "
+                "initialisation, or point to a local weights file (.h5)."
+            ) from None
+        raise UserError(f"could not load {kind} weights from {weights}: {exc}") from None
+
+
+def build_mobilenetv2_transfer(
+    input_shape: Shape, num_classes: int, weights: str | None = "imagenet"
+) -> keras.Model:
+    base = load_base("mobilenet_v2", input_shape, weights)
+    base.trainable = False
+    inputs = keras.Input(input_shape)
+    x = _cats_dogs_flip_rotate(_mobilenet_preprocess(inputs))
+    x = base(x, training=False)
+    x = layers.GlobalMaxPooling2D()(x)
+    x = layers.Dropout(0.2)(x)
+    return keras.Model(inputs, _head(x, num_classes, "logits"), name="mobilenetv2_transfer")
+
+
+def build_xception_transfer(
+    input_shape: Shape, num_classes: int, weights: str | None = "imagenet"
+) -> keras.Model:
+    base = load_base("xception", input_shape, weights)
+    inputs = keras.Input(input_shape)
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="xception_preprocess")(inputs)
+    x = base(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(30, activation="relu", name="dense")(x)
+    return keras.Model(inputs, _head(x, num_classes, "softmax"), name="xception_transfer")
+
+
+def build_fashion_dense(input_shape: Shape, num_classes: int, **_) -> keras.Model:
+    inputs = keras.Input(input_shape)
+    x = layers.Rescaling(1.0 / 255, name="rescaling")(inputs)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu", name="dense")(x)
+    return keras.Model(inputs, _head(x, num_classes, "softmax"), name="fashion_dense")
+
+
+def build_fashion_conv64(input_shape: Shape, num_classes: int, **_) -> keras.Model:
+    inputs = keras.Input(input_shape)
+    x = layers.Rescaling(1.0 / 255, name="rescaling")(inputs)
+    x = layers.Conv2D(64, (3, 3), activation="relu", name="conv2d")(x)
+    x = layers.MaxPooling2D(2, 2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu", name="dense")(x)
+    return keras.Model(inputs, _head(x, num_classes, "softmax"), name="fashion_conv64")
+
+
+def build_fashion_cnn(input_shape: Shape, num_classes: int, **_) -> keras.Model:
+    inputs = keras.Input(input_shape)
+    x = layers.Rescaling(1.0 / 255, name="rescaling")(inputs)
+    x = layers.Conv2D(32, (3, 3), activation="relu", name="conv2d")(x)
+    x = layers.MaxPooling2D((2, 2))(x)
+    x = layers.Conv2D(64, (3, 3), activation="relu", name="conv2d_1")(x)
+    x = layers.MaxPooling2D((2, 2))(x)
+    x = layers.Conv2D(64, (3, 3), activation="relu", name="conv2d_2")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(64, activation="relu", name="dense")(x)
+    return keras.Model(inputs, _head(x, num_classes, "logits"), name="fashion_cnn")
+
+
+def build_horses_humans(input_shape: Shape, num_classes: int, **_) -> keras.Model:
+    inputs = keras.Input(input_shape)
+    x = layers.Rescaling(1.0 / 255, name="rescaling")(inputs)
+    for i, filters in enumerate((16, 32, 64)):
+        x = layers.Conv2D(filters, (3, 3), activation="relu", name="conv2d" + (f"_{i}" if i else ""))(x)
+        x = layers.MaxPooling2D(2, 2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(512, activation="relu", name="dense")(x)
+    return keras.Model(inputs, _head(x, num_classes, "binary"), name="horses_humans")
+
+
+def build_fast(input_shape: Shape, num_classes: int, **_) -> keras.Model:
+    """Our own preset for small images on a CPU: two same-padded conv blocks with batch norm converge in a few
+    epochs; the 2x2 pooling right after each block keeps the FLOPs low enough for 2 cores."""
+    inputs = keras.Input(input_shape)
+    x = layers.Rescaling(1.0 / 255, name="rescaling")(inputs)
+    for i, filters in enumerate((32, 64)):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv2d_{i}")(x)
+        x = layers.BatchNormalization(name=f"bn_{i}")(x)
+        x = layers.Activation("relu", name=f"relu_{i}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool_{i}")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.3)(x)
+    x = layers.Dense(128, activation="relu", name="dense")(x)
+    x = layers.Dropout(0.3)(x)
+    return keras.Model(inputs, _head(x, num_classes, "softmax"), name="fast")
+
+
+@dataclass(frozen=True)
+class BuilderSpec:
+    """The small builder: stacked conv blocks, each Conv2D -> MaxPool, then dense units."""
+
+    conv_blocks: int = 2
+    filters: int = 32
+    filter_growth: float = 2.0
+    kernel_size: int = 3
+    dropout: float = 0.2
+    dense_units: int = 128
+    augmentation: bool = False
+    batch_norm: bool = False
+
+
+def build_custom(input_shape: Shape, num_classes: int, spec: BuilderSpec | None = None, **_) -> keras.Model:
+    spec = spec or BuilderSpec()
+    inputs = keras.Input(input_shape)
+    x = _notebook_augmentation(inputs) if spec.augmentation else inputs
+    x = layers.Rescaling(1.0 / 255, name="rescaling")(x)
+    filters = float(spec.filters)
+    for i in range(spec.conv_blocks):
+        if min(x.shape[1], x.shape[2]) < spec.kernel_size:
+            raise UserError(
+                f"image too small for {spec.conv_blocks} conv blocks; use fewer blocks or larger images"
+            )
+        x = layers.Conv2D(
+            int(filters), spec.kernel_size, padding="same", activation="relu", name=f"conv2d_{i}"
+        )(x)
+        if spec.batch_norm:
+            x = layers.BatchNormalization(name=f"bn_{i}")(x)
+        if min(x.shape[1], x.shape[2]) >= 2:
+            x = layers.MaxPooling2D(2, name=f"pool_{i}")(x)
+        filters *= spec.filter_growth
+    x = layers.Flatten()(x)
+    if spec.dropout:
+        x = layers.Dropout(spec.dropout)(x)
+    if spec.dense_units:
+        x = layers.Dense(spec.dense_units, activation="relu", name="dense")(x)
+    return keras.Model(inputs, _head(x, num_classes, "softmax"), name="custom")
+
+
+_SEEDS = "../shared/seeds"
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "fast", "Fast CNN (ours, default for small images)", "ConvNet Studio", build_fast,
+            epochs=4, batch_size=128, notes="≥90% on full Fashion-MNIST in a few epochs on 2 CPU cores",
+        ),
+        Preset(
+            "jedi-sith-binary", "Jedi vs Sith binary CNN", "jedi_sith_binary", build_jedi_sith_binary,
+            image_size=(200, 200), channels=3, optimizer="rmsprop", learning_rate=1e-4, epochs=29, head="binary",
+            notes="augmentation + 5 conv blocks; 622,753 params at 200x200x3; 80/20 split seed 213",
+        ),
+        Preset(
+            "jedi-sith-ternary", "Jedi / Sith / Neither ternary CNN", "jedi_sith_neither_ternary",
+            build_jedi_sith_ternary, image_size=(400, 400), channels=3, epochs=95, class_weights="notebook",
+            notes="Dense(3201); 20,596,647 params at 400x400x3 with 3 classes; class weights (1/n_c)(N/2)",
+        ),
+        Preset(
+            "mnist-lab", "MNIST CNN lab", "mnist_cnn_lab_transfer_xception", build_mnist_lab,
+            epochs=5, batch_size=512, label_mode="categorical", min_image_size=16,
+            notes="two 8x8 convs; inputs scaled to [-1, 1]; 99.16% MNIST test",
+        ),
+        Preset(
+            "cats-dogs-1", "Cats vs dogs model 1", "cats_vs_dogs_blog", build_cats_dogs_1,
+            image_size=(160, 160), epochs=20, head="logits", notes="no input scaling, as in the blog",
+        ),
+        Preset(
+            "cats-dogs-2", "Cats vs dogs model 2 (augmentation)", "cats_vs_dogs_blog", build_cats_dogs_2,
+            image_size=(160, 160), epochs=20, head="logits",
+        ),
+        Preset(
+            "cats-dogs-3", "Cats vs dogs model 3 (preprocessing)", "cats_vs_dogs_blog", build_cats_dogs_3,
+            image_size=(160, 160), channels=3, epochs=20, head="logits", min_image_size=32,
+        ),
+        Preset(
+            "mobilenetv2-transfer", "MobileNetV2 transfer learning", "cats_vs_dogs_blog",
+            build_mobilenetv2_transfer, image_size=(160, 160), channels=3, epochs=20, head="logits",
+            transfer="mobilenet_v2", min_image_size=32, notes="frozen ImageNet base; 96% cats-vs-dogs test",
+        ),
+        Preset(
+            "xception-transfer", "Xception transfer learning", "mnist_cnn_lab_transfer_xception",
+            build_xception_transfer, image_size=(299, 299), channels=3, epochs=10, label_mode="categorical",
+            transfer="xception", min_image_size=71, notes="early stopping recommended",
+        ),
+        Preset(
+            "fashion-dense", "Fashion-MNIST dense network", "tensorflow_intro_fashion_mnist", build_fashion_dense,
+            epochs=5, notes="/255 scaling; pair with stop-at-target accuracy",
+        ),
+        Preset(
+            "fashion-conv64", "Fashion-MNIST first convolution", "tensorflow_intro_fashion_mnist",
+            build_fashion_conv64, epochs=5,
+        ),
+        Preset(
+            "fashion-cnn", "Fashion-MNIST CNN", "tensorflow_intro_fashion_mnist", build_fashion_cnn,
+            epochs=10, head="logits", min_image_size=20,
+        ),
+        Preset(
+            "horses-humans", "Horses or humans CNN", "tensorflow_intro_fashion_mnist", build_horses_humans,
+            image_size=(150, 150), optimizer="rmsprop", epochs=15, head="binary",
+            notes="300x300 in the intro, 150x150 when shrunk; rescale 1/255",
+        ),
+        Preset("custom", "Custom (builder)", "ConvNet Studio", build_custom),
+    ]
+}  # fmt: skip
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+
+
+def output_kind(preset: str, num_classes: int) -> str:
+    """The head a preset gets for this many classes: sigmoid, softmax or logits."""
+    head = get_preset(preset).head
+    if head == "binary":
+        return "sigmoid" if num_classes == 2 else "softmax"
+    return head
+
+
+def build_model(
+    preset: str,
+    input_shape: Shape,
+    num_classes: int,
+    *,
+    weights: str | None = "imagenet",
+    builder: BuilderSpec | None = None,
+) -> keras.Model:
+    """Build (not compile) a preset for this dataset's input shape and class count."""
+    p = get_preset(preset)
+    if num_classes < 2:
+        raise UserError("need at least two classes to train a classifier")
+    h, w, c = input_shape
+    if min(h, w) < p.min_image_size:
+        raise UserError(
+            f"{preset} needs images of at least {p.min_image_size}x{p.min_image_size}; got {h}x{w}"
+        )
+    if p.transfer and c != 3:
+        raise UserError(f"{preset} needs 3-channel (RGB) input")
+    kwargs: dict = {"weights": weights} if p.transfer else {}
+    if preset == "custom":
+        kwargs["spec"] = builder
+    try:
+        return p.build(tuple(input_shape), num_classes, **kwargs)
+    except ValueError as exc:  # e.g. feature maps shrink below the kernel size
+        raise UserError(f"{preset} does not fit {h}x{w}x{c} images: {str(exc).splitlines()[0]}") from None
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    table = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
+    if name not in table:
+        raise UserError(f"unknown optimizer {name!r}; choose adam, rmsprop or sgd")
+    return table[name](learning_rate=learning_rate)
+
+
+def loss_for(kind: str, label_mode: str) -> keras.losses.Loss:
+    """The notebook's loss for this head: binary CE, sparse/categorical CE, from logits where the head is linear."""
+    if kind == "sigmoid":
+        return keras.losses.BinaryCrossentropy()
+    from_logits = kind == "logits"
+    if label_mode == "categorical":
+        return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+
+
+def compile_model(
+    model: keras.Model, kind: str, label_mode: str, optimizer: str, learning_rate: float
+) -> None:
+    model.compile(
+        optimizer=make_optimizer(optimizer, learning_rate),
+        loss=loss_for(kind, label_mode),
+        metrics=["accuracy"],
+    )
+
+
+def summary_rows(model: keras.Model) -> list[dict]:
+    """model.summary() as rows (layer, type, output shape, params) for a table."""
+    rows = []
+    for layer in model.layers:
+        try:
+            shape = str(tuple(layer.output.shape))
+        except (AttributeError, ValueError):
+            shape = "?"
+        rows.append(
+            {
+                "layer": layer.name,
+                "type": type(layer).__name__,
+                "output shape": shape.replace("None", "batch"),
+                "params": int(layer.count_params()) if layer.built else 0,
+            }
+        )
+    return rows
+
+
+def param_counts(model: keras.Model) -> dict[str, int]:
+    trainable = sum(int(math.prod(w.shape)) for w in model.trainable_weights)
+    total = int(model.count_params())
+    return {"total": total, "trainable": trainable, "non_trainable": total - trainable}

@@ -1,0 +1,453 @@
+"""One dataset catalog for the UI and the CLI: the embedded sample, folders in data/, and built-in array sets.
+
+Folder images are decoded once with `core.images` (the very function prediction uses), so training sees what
+prediction sees; the decoded uint8 arrays then feed tf.data with prefetch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core import keras_datasets
+from core.errors import UserError
+from core.images import ALLOWED_EXTENSIONS, load_image, to_mode, to_model_input
+from core.paths import EMBEDDED_DATASET, data_dir, embedded_dataset_dir
+
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "validation": "val",
+    "val": "val",
+    "valid": "val",
+    "test": "test",
+}
+SPLITS = ("train", "val", "test")
+DEFAULT_VAL_SPLIT = 0.2
+DEFAULT_SEED = 213  # the Jedi/Sith notebooks' split seed
+
+
+@dataclass
+class DatasetInfo:
+    """What the catalog knows without decoding a single image."""
+
+    name: str
+    title: str
+    kind: str  # folder | keras | sklearn
+    class_names: list[str]
+    counts: dict[str, dict[str, int]]  # split ("train"/"val"/"test"/"all") -> class -> images
+    path: Path | None = None
+    layout: str = "arrays"  # flat | split | arrays
+    available: bool = True
+    note: str = ""
+    files: dict[str, dict[str, list[Path]]] = field(default_factory=dict, repr=False)
+    stray: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    @property
+    def total(self) -> int:
+        return sum(sum(c.values()) for c in self.counts.values())
+
+    def class_totals(self) -> dict[str, int]:
+        out = Counter()
+        for per_class in self.counts.values():
+            out.update(per_class)
+        return {c: out.get(c, 0) for c in self.class_names}
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in ALLOWED_EXTENSIONS
+
+
+def _scan_classes(root: Path, stray: list[tuple[str, str]]) -> dict[str, list[Path]]:
+    classes: dict[str, list[Path]] = {}
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith(".") or entry.name == "__MACOSX":
+            continue
+        if entry.is_symlink():
+            stray.append((str(entry), "symbolic link ignored"))
+        elif entry.is_dir():
+            files = []
+            for f in sorted(entry.rglob("*")):
+                if f.is_dir() or f.name.startswith("."):
+                    continue
+                if f.parent != entry:
+                    stray.append((str(f), "nested folder inside a class folder"))
+                elif _is_image(f):
+                    files.append(f)
+                else:
+                    stray.append((str(f), "not an image file"))
+            classes[entry.name] = files
+        else:
+            stray.append((str(entry), "file outside any class folder"))
+    return classes
+
+
+def scan_folder(root: Path, name: str | None = None, title: str | None = None) -> DatasetInfo:
+    """Read a dataset folder in either notebook layout: <root>/<class>/* or <root>/{train,val,test}/<class>/*."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"dataset folder not found: {root}")
+    stray: list[tuple[str, str]] = []
+    subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    split_dirs = {SPLIT_ALIASES[d.name.lower()]: d for d in subdirs if d.name.lower() in SPLIT_ALIASES}
+    files: dict[str, dict[str, list[Path]]] = {}
+    if split_dirs and "train" in split_dirs:
+        layout = "split"
+        for split, d in split_dirs.items():
+            files[split] = _scan_classes(d, stray)
+        for d in subdirs:
+            if d.name.lower() not in SPLIT_ALIASES:
+                stray.append((str(d), "folder beside train/ and test/ ignored"))
+        for f in root.iterdir():
+            if f.is_file() and not f.name.startswith(".") and f.name.lower() != "readme.md":
+                stray.append((str(f), "file outside any class folder"))
+    else:
+        layout = "flat"
+        files["all"] = _scan_classes(root, stray)
+        stray = [s for s in stray if not s[0].lower().endswith("readme.md")]
+    class_names = sorted({c for per in files.values() for c, fs in per.items() if fs})
+    for per in files.values():
+        for c, fs in per.items():
+            if not fs:
+                stray.append((str(root / c), "empty class folder"))
+    counts = {split: {c: len(per.get(c, [])) for c in class_names} for split, per in files.items()}
+    return DatasetInfo(
+        name=name or root.name,
+        title=title or root.name,
+        kind="folder",
+        class_names=class_names,
+        counts=counts,
+        path=root,
+        layout=layout,
+        files={s: {c: per.get(c, []) for c in class_names} for s, per in files.items()},
+        stray=stray,
+    )
+
+
+def _array_info(name: str) -> DatasetInfo:
+    src = keras_datasets.SOURCES[name]
+    available = keras_datasets.is_available(name)
+    ntr, nte = src.counts
+    k = len(src.class_names)
+    counts = {"train": {c: ntr // k for c in src.class_names}}
+    if nte:
+        counts["test"] = {c: nte // k for c in src.class_names}
+    note = "" if available else f"not downloaded ({src.size_note}; needs internet once)"
+    if name == "digits":
+        note = "bundled with scikit-learn; 80/20 split"
+    return DatasetInfo(name, src.title, "sklearn" if name == "digits" else "keras", list(src.class_names), counts,
+                       available=available, note=note)  # fmt: skip
+
+
+def catalog() -> list[DatasetInfo]:
+    """Every dataset a person can pick: the embedded sample first, then data/ folders, then built-ins."""
+    out: list[DatasetInfo] = []
+    emb = embedded_dataset_dir()
+    if emb.is_dir():
+        out.append(scan_folder(emb, EMBEDDED_DATASET, "Fashion-MNIST sample (embedded)"))
+    d = data_dir()
+    if d.is_dir():
+        for sub in sorted(d.iterdir()):
+            if sub.is_dir() and not sub.name.startswith(".") and sub.name != EMBEDDED_DATASET:
+                info = scan_folder(sub)
+                if len(info.class_names) >= 1:
+                    out.append(info)
+    out.extend(_array_info(n) for n in keras_datasets.SOURCES)
+    return out
+
+
+def names() -> list[str]:
+    return [d.name for d in catalog()]
+
+
+def get_dataset(name: str) -> DatasetInfo:
+    if name == EMBEDDED_DATASET:
+        return scan_folder(embedded_dataset_dir(), EMBEDDED_DATASET, "Fashion-MNIST sample (embedded)")
+    if name in keras_datasets.SOURCES:
+        return _array_info(name)
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise UserError(f"unknown dataset {name!r}")
+    p = data_dir() / name
+    if p.is_dir():
+        return scan_folder(p)
+    raise UserError(f"unknown dataset {name!r}; `python -m core datasets` lists them")
+
+
+# --- image properties and quality -----------------------------------------------------------------------------
+
+
+@dataclass
+class QualityReport:
+    sizes: Counter  # (w, h) -> count
+    modes: Counter  # PIL mode -> count
+    unreadable: list[tuple[str, str]]  # (path, reason)
+    stray: list[tuple[str, str]]
+    checked: int
+
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        return self.unreadable + self.stray
+
+
+def _probe(path: Path) -> tuple[tuple[int, int] | None, str | None, str | None]:
+    try:
+        img = load_image(path, name=path.name)
+        return img.size, img.mode, None
+    except UserError as exc:
+        return None, None, str(exc)
+
+
+def quality_report(info: DatasetInfo, limit: int | None = None) -> QualityReport:
+    """Decode every image (or `limit` of them) to find sizes, modes and unreadable files."""
+    sizes: Counter = Counter()
+    modes: Counter = Counter()
+    unreadable: list[tuple[str, str]] = []
+    if info.kind != "folder":
+        x = keras_datasets.SOURCES[info.name].shape
+        sizes[(x[1], x[0])] = info.total
+        modes["L" if x[2] == 1 else "RGB"] = info.total
+        return QualityReport(sizes, modes, [], [], 0)
+    paths = [p for per in info.files.values() for fs in per.values() for p in fs]
+    if limit is not None and len(paths) > limit:
+        paths = random.Random(0).sample(paths, limit)
+    with ThreadPoolExecutor(4) as pool:
+        for p, (size, mode, err) in zip(paths, pool.map(_probe, paths), strict=True):
+            if err:
+                unreadable.append((str(p), err))
+            else:
+                sizes[size] += 1
+                modes[mode] += 1
+    return QualityReport(sizes, modes, unreadable, list(info.stray), len(paths))
+
+
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+def default_input_shape(info: DatasetInfo, sample: int = 200) -> tuple[int, int, int]:
+    """The most common image size, and 1 channel only when every probed image is grayscale."""
+    if info.kind != "folder":
+        return keras_datasets.SOURCES[info.name].shape
+    rep = quality_report(info, limit=sample)
+    if not rep.sizes:
+        raise UserError(f"dataset {info.name} has no readable images")
+    (w, h), _ = rep.sizes.most_common(1)[0]
+    channels = 1 if set(rep.modes) <= GRAY_MODES else 3
+    return (h, w, channels)
+
+
+# --- splits ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SplitData:
+    """Decoded images of one split: x uint8 (N,H,W,C), y int64 (N,), and file paths when from a folder."""
+
+    x: np.ndarray
+    y: np.ndarray
+    paths: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def _split_files(files: list[Path], val_split: float, seed: int) -> tuple[list[Path], list[Path]]:
+    shuffled = sorted(files)
+    random.Random(seed).shuffle(shuffled)
+    n_val = int(round(len(shuffled) * val_split))
+    if val_split > 0 and n_val == 0 and len(shuffled) > 1:
+        n_val = 1
+    return shuffled[n_val:], shuffled[:n_val]
+
+
+def split_file_lists(info: DatasetInfo, val_split: float, seed: int) -> dict[str, list[tuple[Path, int]]]:
+    """(path, label) per split; per-class (stratified) 80/20 split where the folders don't give one."""
+    out: dict[str, list[tuple[Path, int]]] = {s: [] for s in SPLITS}
+    source = info.files.get("train", info.files.get("all", {}))
+    for label, c in enumerate(info.class_names):
+        files = source.get(c, [])
+        if "val" in info.files:
+            train, val = files, info.files["val"].get(c, [])
+        else:
+            train, val = _split_files(files, val_split, seed)
+        out["train"] += [(p, label) for p in train]
+        out["val"] += [(p, label) for p in val]
+        out["test"] += [(p, label) for p in info.files.get("test", {}).get(c, [])]
+    return out
+
+
+def _decode(path: Path, image_size: tuple[int, int], channels: int) -> np.ndarray | None:
+    try:
+        img = to_mode(load_image(path, name=path.name), channels)
+        return np.clip(np.rint(to_model_input(img, image_size, channels)), 0, 255).astype(np.uint8)
+    except UserError:
+        return None
+
+
+def decode_files(items: list[tuple[Path, int]], image_size: tuple[int, int], channels: int) -> SplitData:
+    """Decode once with the same code prediction uses; unreadable files are dropped (the quality report lists them)."""
+    h, w = image_size
+    with ThreadPoolExecutor(4) as pool:
+        arrays = list(pool.map(lambda it: _decode(it[0], image_size, channels), items))
+    keep = [i for i, a in enumerate(arrays) if a is not None]
+    x = np.stack([arrays[i] for i in keep]) if keep else np.zeros((0, h, w, channels), np.uint8)
+    y = np.array([items[i][1] for i in keep], dtype=np.int64)
+    return SplitData(x, y, [str(items[i][0]) for i in keep])
+
+
+def _resize_arrays(x: np.ndarray, image_size: tuple[int, int], channels: int) -> np.ndarray:
+    if x.shape[1:3] == tuple(image_size) and x.shape[3] == channels:
+        return x
+    out = np.empty((len(x), *image_size, channels), np.uint8)
+    for i, a in enumerate(x):
+        img = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+        img = to_mode(img, channels)
+        out[i] = np.clip(np.rint(to_model_input(img, image_size, channels)), 0, 255).astype(np.uint8)
+    return out
+
+
+def _stratified_indices(y: np.ndarray, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = [], []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        n_val = int(round(len(idx) * val_split))
+        val_idx.append(idx[:n_val])
+        train_idx.append(idx[n_val:])
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+
+
+def load_splits(
+    name: str,
+    image_size: tuple[int, int],
+    channels: int,
+    *,
+    val_split: float = DEFAULT_VAL_SPLIT,
+    seed: int = DEFAULT_SEED,
+    splits: tuple[str, ...] = SPLITS,
+    limit: int | None = None,
+) -> dict[str, SplitData]:
+    """Decoded train/val/test arrays at the model's input size and channels (missing splits are empty)."""
+    info = get_dataset(name)
+    if not info.available:
+        raise UserError(keras_datasets.missing_message(name))
+    out: dict[str, SplitData] = {}
+    if info.kind == "folder":
+        lists = split_file_lists(info, val_split, seed)
+        for s in splits:
+            items = lists[s]
+            if limit and len(items) > limit:
+                items = random.Random(seed).sample(items, limit)
+            out[s] = decode_files(items, image_size, channels)
+        return out
+    arrays = keras_datasets.load_arrays(name)
+    xtr, ytr = arrays["train"]
+    tr_idx, va_idx = _stratified_indices(ytr, val_split, seed)
+    raw = {"train": (xtr[tr_idx], ytr[tr_idx]), "val": (xtr[va_idx], ytr[va_idx])}
+    raw["test"] = arrays.get("test", (xtr[:0], ytr[:0]))
+    for s in splits:
+        x, y = raw[s]
+        if limit and len(y) > limit:
+            pick = np.sort(np.random.default_rng(seed).choice(len(y), limit, replace=False))
+            x, y = x[pick], y[pick]
+        out[s] = SplitData(_resize_arrays(x, image_size, channels), y)
+    return out
+
+
+def evaluation_split(name: str, image_size, channels, *, val_split=DEFAULT_VAL_SPLIT, seed=DEFAULT_SEED,
+                     limit: int | None = None) -> tuple[str, SplitData]:  # fmt: skip
+    """The test split, or the validation split when the dataset has no test images."""
+    test = load_splits(
+        name, image_size, channels, val_split=val_split, seed=seed, splits=("test",), limit=limit
+    )
+    if len(test["test"]):
+        return "test", test["test"]
+    val = load_splits(
+        name, image_size, channels, val_split=val_split, seed=seed, splits=("val",), limit=limit
+    )
+    if not len(val["val"]):
+        raise UserError(f"dataset {name} has neither test nor validation images")
+    return "val", val["val"]
+
+
+def make_tf_dataset(data: SplitData, batch_size: int, *, shuffle: bool, seed: int = 0,
+                    num_classes: int = 0, label_mode: str = "sparse"):  # fmt: skip
+    """uint8 arrays -> float32 batches with prefetch; the arrays are already decoded once, so no cache is needed."""
+    import tensorflow as tf
+
+    y = data.y
+    if label_mode == "categorical":
+        y = np.eye(num_classes, dtype=np.float32)[y]
+    ds = tf.data.Dataset.from_tensor_slices((data.x, y))
+    if shuffle:
+        ds = ds.shuffle(min(len(data), 20000), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(
+        lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# --- class weights and samples --------------------------------------------------------------------------------
+
+
+def class_weights(counts: list[int], method: str) -> dict[int, float] | None:
+    """balanced: w_c = N / (k n_c); notebook: w_c = (1/n_c)(N/2), as the ternary notebook computes."""
+    if method in (None, "none"):
+        return None
+    n = float(sum(counts))
+    k = len(counts)
+    if method == "balanced":
+        return {i: (n / (k * c) if c else 0.0) for i, c in enumerate(counts)}
+    if method == "notebook":
+        return {i: ((1.0 / c) * (n / 2.0) if c else 0.0) for i, c in enumerate(counts)}
+    raise UserError(f"unknown class-weight method {method!r}; use none, balanced or notebook")
+
+
+def imbalance_ratio(counts: list[int]) -> float:
+    """Largest class over smallest (inf when a class is empty)."""
+    nonzero = [c for c in counts if c]
+    if not nonzero or len(nonzero) < len(counts):
+        return float("inf")
+    return max(counts) / min(counts)
+
+
+def samples(info: DatasetInfo, per_class: int, seed: int) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """A few random images per class for display: (caption, uint8 array HxW or HxWx3)."""
+    rng = random.Random(seed)
+    out: dict[str, list[tuple[str, np.ndarray]]] = {}
+    if info.kind == "folder":
+        for c in info.class_names:
+            pool = [p for per in info.files.values() for p in per.get(c, [])]
+            picks = rng.sample(pool, min(per_class, len(pool)))
+            shown = []
+            for p in picks:
+                try:
+                    img = load_image(p, name=p.name)
+                    img = to_mode(img, 1 if img.mode in GRAY_MODES else 3)
+                    shown.append((p.name, np.asarray(img)))
+                except UserError:
+                    continue
+            out[c] = shown
+        return out
+    if not info.available:
+        raise UserError(keras_datasets.missing_message(info.name))
+    x, y = keras_datasets.load_arrays(info.name)["train"]
+    for label, c in enumerate(info.class_names):
+        idx = np.flatnonzero(y == label)
+        picks = rng.sample(list(idx), min(per_class, len(idx)))
+        out[c] = [(f"#{i}", x[i][..., 0] if x.shape[-1] == 1 else x[i]) for i in picks]
+    return out
+
+
+def first_image(info: DatasetInfo, seed: int = 0) -> np.ndarray:
+    """One image for the augmentation preview."""
+    for shown in samples(info, 1, seed).values():
+        if shown:
+            return shown[0][1]
+    raise UserError(f"dataset {info.name} has no readable images")

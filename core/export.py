@@ -1,0 +1,525 @@
+"""Take a trained model out of the app: a .keras copy, a SavedModel, TFLite files, or a zip bundle with all of them.
+
+Keras 3's `model.export(format="tf_saved_model")` traces `model.__call__` without a training flag, so the
+augmentation layers (whose `call` defaults to training=True) stay *active* in the served graph: every request
+gets a random flip/rotation/zoom, and TFLite refuses the random ops. We therefore build the SavedModel with
+`keras.export.ExportArchive` and an endpoint that calls the model with training=False (the same thing TF's own
+`TFLiteConverter.from_keras_model` does internally for Keras 3 models), then convert that SavedModel to TFLite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import atomic
+from core.errors import UserError
+from core.probabilities import to_probabilities
+
+FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant", "bundle")
+BUNDLE_FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant")
+PREPROCESSING_NOTE = "float32 raw pixels 0..255; scaling is inside the model"
+SERVE_ENDPOINT = "serve"
+_BUNDLE_MEMBERS = {
+    "keras": "model.keras",
+    "savedmodel": "saved_model",
+    "tflite": "model.tflite",
+    "tflite-quant": "model_quant.tflite",
+}
+
+
+@dataclass(frozen=True)
+class TfliteCheck:
+    """How far a TFLite file drifts from the Keras model it came from, on real images."""
+
+    max_abs_diff: float  # largest |p_tflite - p_keras| over all images and classes
+    top1_agreement: float  # fraction of images whose top class is the same
+    n: int
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    path: Path
+    files: list[str]  # zip member names, sorted
+    formats: tuple[str, ...]
+    checks: dict[str, TfliteCheck] = field(default_factory=dict)  # "tflite" / "tflite-quant" -> check
+
+
+# --------------------------------------------------------------------------------------------------- loading
+
+
+def _run_label(run_dir: Path, config: dict[str, Any]) -> str:
+    return str(config.get("run_id") or Path(run_dir).name)
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    config = atomic.read_json(Path(run_dir) / "config.json", {})
+    return config if isinstance(config, dict) else {}
+
+
+def _model_file(run_dir: Path) -> Path:
+    """The run's model.keras, or a UserError a person can act on."""
+    run_dir = Path(run_dir)
+    path = run_dir / "model.keras"
+    if not path.is_file():
+        raise UserError(f"run {_run_label(run_dir, _read_config(run_dir))} has no saved model yet")
+    return path
+
+
+def _load_model(run_dir: Path):
+    import keras
+
+    path = _model_file(run_dir)
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (
+        Exception
+    ) as exc:  # corrupt zip, unknown layer, version skew: all fixable only by retraining/upgrading
+        label = _run_label(run_dir, _read_config(run_dir))
+        raise UserError(f"could not load the model of run {label}: {_one_line(exc)}") from None
+
+
+def _input_shape(model, config: dict[str, Any]) -> tuple[int, int, int]:
+    """(H, W, C) from the model itself; config.json only fills in dimensions the model leaves open."""
+    shape = list(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else [None, None, None]
+    fallback = list(config.get("input_shape") or [None, None, None])
+    dims = [d if d is not None else f for d, f in zip(shape, fallback, strict=False)]
+    if len(dims) != 3 or any(d is None for d in dims):
+        raise UserError("the model's input size is unknown; its config.json needs input_shape [H, W, C]")
+    return int(dims[0]), int(dims[1]), int(dims[2])
+
+
+def infer_output_kind(model) -> str:
+    """Guess the head when no config says it: one unit is sigmoid, a softmax activation is softmax, else logits."""
+    import keras
+
+    if int(model.outputs[0].shape[-1]) == 1:
+        return "sigmoid"
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(last, "activation", None)
+    return "softmax" if getattr(activation, "__name__", "") == "softmax" else "logits"
+
+
+def _output_kind(model, config: dict[str, Any]) -> str:
+    kind = config.get("output_kind")
+    return kind if kind in ("sigmoid", "softmax", "logits") else infer_output_kind(model)
+
+
+def _one_line(exc: BaseException, limit: int = 240) -> str:
+    """The first meaningful line of an exception; converter errors are pages of MLIR otherwise."""
+    text = str(exc)
+    if "TF Select ops:" in text:
+        ops = text.split("TF Select ops:", 1)[1].strip().splitlines()[0].strip()
+        return f"the model uses operations TFLite does not support ({ops})"
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet_tf() -> Iterator[None]:
+    """Silence Python-level chatter (deprecation notes, absl INFO) that would otherwise reach the CLI."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"tensorflow\..*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        yield
+
+
+# ---------------------------------------------------------------------------------------------------- keras
+
+
+def export_keras(run_dir: Path, out: Path) -> Path:
+    """Byte-for-byte copy of the run's model.keras; it already is the portable Keras format."""
+    src = _model_file(run_dir)
+    out = Path(out)
+    with atomic.atomic_path(out) as tmp:
+        shutil.copyfile(src, tmp)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- savedmodel
+
+
+def _write_savedmodel(model, directory: Path, input_shape: tuple[int, int, int]) -> None:
+    """SavedModel whose `serve` (and `serving_default`) runs the model in inference mode on raw pixels."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(images):
+        return model(images, training=False)
+
+    spec = tf.TensorSpec((None, *input_shape), tf.float32, name="images")
+    archive.add_endpoint(SERVE_ENDPOINT, serve, input_signature=[spec])
+    archive.write_out(str(directory), verbose=False)
+
+
+def _probe_batch(input_shape: tuple[int, int, int], n: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.uniform(0.0, 255.0, size=(n, *input_shape)).astype(np.float32)
+
+
+def _verify_savedmodel(directory: Path, model, input_shape: tuple[int, int, int]) -> None:
+    """Reload the artifact and check it agrees with Keras, so we never hand out a SavedModel that augments."""
+    import tensorflow as tf
+
+    x = _probe_batch(input_shape)
+    loaded = tf.saved_model.load(str(directory))
+    served = np.asarray(getattr(loaded, SERVE_ENDPOINT)(tf.constant(x)))
+    expected = np.asarray(model(x, training=False))
+    if served.shape != expected.shape or not np.allclose(served, expected, rtol=1e-4, atol=1e-4):
+        raise UserError("the exported SavedModel does not reproduce the Keras model's predictions")
+
+
+def _build_savedmodel(model, directory: Path, input_shape: tuple[int, int, int], label: str) -> None:
+    try:
+        with _quiet_tf():
+            _write_savedmodel(model, directory, input_shape)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"SavedModel export of run {label} failed: {_one_line(exc)}") from None
+    _verify_savedmodel(directory, model, input_shape)
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Swap a finished directory into place: readers see either the old tree or the new one, never half."""
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
+        os.replace(dst, old / dst.name)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def export_savedmodel(run_dir: Path, out_dir: Path) -> Path:
+    """TF SavedModel with a `serve` endpoint taking the raw-pixel float32 batch (N, H, W, C)."""
+    model = _load_model(run_dir)
+    config = _read_config(run_dir)
+    shape = _input_shape(model, config)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        built = staging / "saved_model"
+        _build_savedmodel(model, built, shape, _run_label(run_dir, config))
+        _replace_dir(built, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+# --------------------------------------------------------------------------------------------------- tflite
+
+
+def _convert_savedmodel(saved_model_dir: Path, quantize: bool, label: str) -> bytes:
+    import tensorflow as tf
+
+    try:
+        with _quiet_tf():
+            converter = tf.lite.TFLiteConverter.from_saved_model(
+                str(saved_model_dir), signature_keys=["serving_default"]
+            )
+            if quantize:
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            return bytes(converter.convert())
+    except Exception as exc:
+        kind = "quantised TFLite" if quantize else "TFLite"
+        raise UserError(f"{kind} conversion of run {label} failed: {_one_line(exc)}") from None
+
+
+def export_tflite(run_dir: Path, out: Path, quantize: bool = False) -> Path:
+    """TFLite flatbuffer, float32 or dynamic-range quantised (int8 weights, float32 input and output)."""
+    model = _load_model(run_dir)
+    config = _read_config(run_dir)
+    label = _run_label(run_dir, config)
+    with tempfile.TemporaryDirectory(prefix="convnet-tflite-") as tmp:
+        saved = Path(tmp) / "saved_model"
+        _build_savedmodel(model, saved, _input_shape(model, config), label)
+        data = _convert_savedmodel(saved, quantize, label)
+    out = Path(out)
+    atomic.write_bytes(out, data)
+    return out
+
+
+def _interpreter_class():
+    """LiteRT's interpreter when installed; TF 2.21 still ships tf.lite.Interpreter (deprecated, but works)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        return tf.lite.Interpreter
+
+
+def _as_batch(images: np.ndarray, input_shape: tuple[int, int, int]) -> np.ndarray:
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 3 and input_shape[2] == 1:
+        x = x[..., None]
+    if x.ndim == 3 and tuple(x.shape) == input_shape:
+        x = x[None]
+    if x.ndim != 4 or tuple(x.shape[1:]) != input_shape:
+        raise UserError(
+            f"check images have shape {tuple(np.shape(images))}; the model expects (N, {input_shape})"
+        )
+    return x
+
+
+def _keras_outputs(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    parts = [np.asarray(model(x[i : i + batch], training=False)) for i in range(0, len(x), batch)]
+    return np.concatenate(parts, axis=0)
+
+
+def check_tflite(tflite_path: Path, model, images: np.ndarray, output_kind: str | None = None) -> TfliteCheck:
+    """Run the TFLite file one image at a time and compare its probabilities with Keras' on the same pixels.
+
+    `model` is a Keras model or a path to a .keras file; `output_kind` defaults to a guess from the model's head.
+    """
+    import keras
+
+    if isinstance(model, str | os.PathLike):
+        model = keras.models.load_model(model, compile=False)
+    kind = output_kind or infer_output_kind(model)
+    shape = _input_shape(model, {})
+    x = _as_batch(images, shape)
+    if len(x) == 0:
+        return TfliteCheck(max_abs_diff=0.0, top1_agreement=1.0, n=0)
+
+    with _quiet_tf():
+        try:
+            interpreter = _interpreter_class()(model_path=str(tflite_path))
+        except Exception as exc:
+            raise UserError(f"could not open {Path(tflite_path).name}: {_one_line(exc)}") from None
+    inp = interpreter.get_input_details()[0]
+    if tuple(inp["shape"]) != (1, *shape):
+        interpreter.resize_tensor_input(inp["index"], [1, *shape])
+    interpreter.allocate_tensors()
+    out_index = interpreter.get_output_details()[0]["index"]
+    lite = []
+    for image in x:
+        interpreter.set_tensor(inp["index"], image[None].astype(inp["dtype"]))
+        interpreter.invoke()
+        lite.append(np.array(interpreter.get_tensor(out_index)).reshape(-1))
+    p_lite = to_probabilities(np.stack(lite), kind)
+    p_keras = to_probabilities(_keras_outputs(model, x), kind)
+    return TfliteCheck(
+        max_abs_diff=float(np.max(np.abs(p_lite - p_keras))),
+        top1_agreement=float(np.mean(p_lite.argmax(axis=1) == p_keras.argmax(axis=1))),
+        n=len(x),
+    )
+
+
+# --------------------------------------------------------------------------------------------------- bundle
+
+
+def _bundle_config(model, config: dict[str, Any], formats: tuple[str, ...]) -> dict[str, Any]:
+    h, w, c = _input_shape(model, config)
+    kind = _output_kind(model, config)
+    units = int(model.outputs[0].shape[-1])
+    class_names = list(config.get("class_names") or [])
+    if not class_names:
+        class_names = [f"class_{i}" for i in range(2 if kind == "sigmoid" else units)]
+    return {
+        "run_id": config.get("run_id"),
+        "dataset": config.get("dataset"),
+        "preset": config.get("preset"),
+        "class_names": class_names,
+        "input_shape": [h, w, c],
+        "input_size": [h, w],
+        "channels": c,
+        "color_mode": "grayscale" if c == 1 else "rgb",
+        "input_dtype": "float32",
+        "preprocessing": PREPROCESSING_NOTE,
+        "output_kind": kind,
+        "files": {fmt: _BUNDLE_MEMBERS[fmt] for fmt in formats},
+    }
+
+
+_OUTPUT_TO_PROBS = {
+    "sigmoid": (
+        "The output is one number per image: P(class_names[1]).",
+        "    p = float(np.asarray(out).reshape(-1)[0])\n    return np.array([1.0 - p, p])",
+    ),
+    "softmax": (
+        "The output is a row of class probabilities (softmax).",
+        "    return np.asarray(out).reshape(-1)",
+    ),
+    "logits": (
+        "The output is a row of logits; apply a softmax to get probabilities.",
+        "    z = np.asarray(out, dtype=np.float64).reshape(-1)\n"
+        "    e = np.exp(z - z.max())\n    return e / e.sum()",
+    ),
+}
+
+
+def _readme(cfg: dict[str, Any], formats: tuple[str, ...], has_checks: bool) -> str:
+    h, w, c = cfg["input_shape"]
+    kind = cfg["output_kind"]
+    explain, body = _OUTPUT_TO_PROBS[kind]
+    mode = "L" if c == 1 else "RGB"
+    add_channel = "\n    x = x[..., None]  # (H, W) -> (H, W, 1)" if c == 1 else ""
+    parts = [
+        f"# {cfg.get('run_id') or 'ConvNet Studio model'}\n",
+        "Exported from ConvNet Studio.\n",
+        f"- Input: float32 batch (N, {h}, {w}, {c}), {cfg['color_mode']}, **raw pixels 0..255** — "
+        "scaling is inside the model, so do not divide by 255 yourself.",
+        f"- Output kind: `{kind}`. {explain}",
+        f"- Classes (in order): {', '.join(cfg['class_names'])}",
+        "- `config.json` holds the same facts in machine-readable form.",
+    ]
+    if has_checks:
+        parts.append("- `checks.json`: how closely the TFLite files match the Keras model on sample images.")
+    parts += [
+        "\n## Shared helpers\n",
+        "```python\nimport json\n\nimport numpy as np\nfrom PIL import Image\n",
+        'config = json.load(open("config.json"))\n'
+        'class_names = config["class_names"]\n'
+        'H, W, C = config["input_shape"]\n\n',
+        "def load_image(path):",
+        f'    img = Image.open(path).convert("{mode}").resize((W, H))',
+        f"    x = np.asarray(img, dtype=np.float32){add_channel}",
+        "    return x[None]  # (1, H, W, C)\n\n",
+        "def to_probs(out):",
+        body,
+        "\n\ndef report(out):",
+        "    probs = to_probs(out)",
+        "    best = int(np.argmax(probs))",
+        "    print(class_names[best], float(probs[best]))\n```",
+    ]
+    if "keras" in formats:
+        parts += [
+            "\n## Keras (`model.keras`)\n",
+            "```python\nimport keras\n",
+            'model = keras.models.load_model("model.keras")',
+            'report(model(load_image("image.png"), training=False).numpy())\n```',
+        ]
+    if "savedmodel" in formats:
+        parts += [
+            "\n## TensorFlow SavedModel (`saved_model/`)\n",
+            "```python\nimport tensorflow as tf\n",
+            'model = tf.saved_model.load("saved_model")',
+            'report(model.serve(tf.constant(load_image("image.png"))).numpy())\n```',
+            "\nThe `serving_default` signature takes the same batch as its `images` input (TF Serving).",
+        ]
+    tflites = [_BUNDLE_MEMBERS[f] for f in ("tflite", "tflite-quant") if f in formats]
+    if tflites:
+        names = " / ".join(f"`{n}`" for n in tflites)
+        parts += [
+            f"\n## TFLite ({names})\n",
+            "`model_quant.tflite` has int8 weights (dynamic-range quantisation) but the same float32 input.\n"
+            if "tflite-quant" in formats
+            else "",
+            "```python\ntry:\n    from ai_edge_litert.interpreter import Interpreter\n"
+            "except ImportError:  # TensorFlow's copy, deprecated in favour of ai_edge_litert\n"
+            "    import tensorflow as tf\n\n    Interpreter = tf.lite.Interpreter\n",
+            f'interpreter = Interpreter(model_path="{tflites[0]}")',
+            "interpreter.allocate_tensors()",
+            'inp = interpreter.get_input_details()[0]["index"]',
+            'out = interpreter.get_output_details()[0]["index"]',
+            'interpreter.set_tensor(inp, load_image("image.png"))',
+            "interpreter.invoke()",
+            "report(interpreter.get_tensor(out))\n```",
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def _zip_tree(root: Path, zip_path: Path) -> list[str]:
+    names = []
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root).as_posix()
+            if path.is_dir():
+                zf.write(path, rel + "/")
+                names.append(rel + "/")
+            elif path.is_file():
+                zf.write(path, rel)
+                names.append(rel)
+    return sorted(names)
+
+
+def export_bundle(
+    run_dir: Path,
+    out_zip: Path,
+    formats: Iterable[str] = BUNDLE_FORMATS,
+    check_images: np.ndarray | None = None,
+) -> BundleReport:
+    """One zip a person can hand to someone else: the asked-for formats, config.json, README.md, checks.json."""
+    formats = tuple(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in BUNDLE_FORMATS]
+    if unknown or not formats:
+        raise UserError(
+            f"unknown bundle format {', '.join(unknown) or '(none)'}; choose from {', '.join(BUNDLE_FORMATS)}"
+        )
+    run_dir = Path(run_dir)
+    out_zip = Path(out_zip)
+    model = _load_model(run_dir)
+    config = _read_config(run_dir)
+    label = _run_label(run_dir, config)
+    shape = _input_shape(model, config)
+    cfg = _bundle_config(model, config, formats)
+    checks: dict[str, TfliteCheck] = {}
+
+    out_zip.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out_zip.name}.", dir=out_zip.parent) as tmp:
+        root = Path(tmp) / "bundle"
+        root.mkdir()
+        if "keras" in formats:
+            shutil.copyfile(_model_file(run_dir), root / "model.keras")
+        needs_tflite = any(f.startswith("tflite") for f in formats)
+        if "savedmodel" in formats or needs_tflite:
+            saved = root / "saved_model" if "savedmodel" in formats else Path(tmp) / "saved_model"
+            _build_savedmodel(model, saved, shape, label)
+            for fmt in ("tflite", "tflite-quant"):
+                if fmt not in formats:
+                    continue
+                target = root / _BUNDLE_MEMBERS[fmt]
+                target.write_bytes(_convert_savedmodel(saved, fmt == "tflite-quant", label))
+                if check_images is not None:
+                    checks[fmt] = check_tflite(target, model, check_images, output_kind=cfg["output_kind"])
+        (root / "config.json").write_text(_json(cfg))
+        (root / "README.md").write_text(_readme(cfg, formats, bool(checks)))
+        if checks:
+            (root / "checks.json").write_text(_json({k: asdict(v) for k, v in checks.items()}))
+        with atomic.atomic_path(out_zip, suffix=".zip") as tmp_zip:
+            files = _zip_tree(root, tmp_zip)
+    return BundleReport(path=out_zip, files=files, formats=formats, checks=checks)
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ dispatcher
+
+
+def export(run_dir: Path, fmt: str, out: Path) -> Path:
+    """CLI entry: one format name, one output path (a file, or a directory for savedmodel)."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if fmt == "keras":
+        return export_keras(run_dir, out)
+    if fmt == "savedmodel":
+        return export_savedmodel(run_dir, out)
+    if fmt in ("tflite", "tflite-quant"):
+        return export_tflite(run_dir, out, quantize=fmt == "tflite-quant")
+    return export_bundle(run_dir, out).path

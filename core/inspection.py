@@ -1,0 +1,460 @@
+"""Looking inside a trained CNN: feature maps, learned kernels, Grad-CAM heatmaps and raw activations.
+
+Everything here returns plain numpy arrays (uint8 images ready for `st.image`, or float heatmaps) so the UI
+never touches matplotlib figures: the notebooks drew one subplot per feature map, which took seconds per image;
+one tiled uint8 image per layer takes milliseconds.
+
+Models follow the project conventions: Keras 3 Functional models taking float32 raw pixels 0..255 shaped
+(N, H, W, C), with augmentation and Rescaling inside. Augmentation layers are switched off by always calling
+with `training=False`. A nested sub-model (a MobileNetV2/Xception base) is treated as one layer: its output is
+the feature map we show and explain, and we never rebuild graphs through its inside.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from core.errors import UserError
+from core.probabilities import OUTPUT_KINDS
+
+__all__ = [
+    "CONV_TYPES",
+    "PAD_VALUE",
+    "POOL_TYPES",
+    "FeatureMapExtractor",
+    "apply_colormap",
+    "conv_layers",
+    "grad_cam",
+    "kernel_grid",
+    "layer_activations",
+    "overlay",
+    "tile_maps",
+]
+
+CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+POOL_TYPES = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+
+# Separator lines and empty grid cells are white: after a colormap they read as "not a map" on every
+# colormap we offer except the bright end of viridis, where the 1-pixel gap still shows the grid.
+PAD_VALUE = 255
+
+# Side models (Grad-CAM, activations) are built once per loaded model and die with it: a WeakKeyDictionary
+# keyed by the user's model, so a cached Streamlit model that is evicted frees its helpers too.
+_GRAD_MODELS: weakref.WeakKeyDictionary[keras.Model, dict[str, keras.Model]] = weakref.WeakKeyDictionary()
+_ACTIVATION_MODELS: weakref.WeakKeyDictionary[keras.Model, dict[tuple[str, ...], keras.Model]] = (
+    weakref.WeakKeyDictionary()
+)
+_CACHE_LOCK = threading.Lock()
+
+
+# --------------------------------------------------------------------------------------------- layers
+
+
+def _contains_conv(model: keras.Model) -> bool:
+    return any(isinstance(layer, CONV_TYPES) for layer in _walk_layers(model))
+
+
+def _walk_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    """Depth-first through nested models; only kernel_grid descends, because weights need no graph."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _walk_layers(layer)
+        else:
+            yield layer
+
+
+def _is_feature_stage(layer: keras.layers.Layer) -> bool:
+    """A nested model that convolves and ends in a 4-D map (a pretrained base) counts as one conv stage.
+
+    A nested augmentation Sequential is also 4-D but has no convolution, so it is not a stage.
+    """
+    if not isinstance(layer, keras.Model) or not _contains_conv(layer):
+        return False
+    outputs = layer.outputs
+    return len(outputs) == 1 and len(outputs[0].shape) == 4
+
+
+def conv_layers(model: keras.Model, include_pooling: bool = False) -> list[keras.layers.Layer]:
+    """Top-level convolution layers in graph order; a nested conv base appears once, as itself.
+
+    Descending into a nested base would expose hundreds of MobileNet layers and require rebuilding its graph,
+    so the base's output stands in for everything inside it.
+    """
+    wanted = CONV_TYPES + POOL_TYPES if include_pooling else CONV_TYPES
+    return [layer for layer in model.layers if isinstance(layer, wanted) or _is_feature_stage(layer)]
+
+
+def _graph_of(model: keras.Model) -> keras.Model:
+    # A built Sequential keeps its graph in a private Functional.
+    return model if hasattr(model, "_nodes_by_depth") else getattr(model, "_functional", model)
+
+
+def _layer_output(model: keras.Model, layer: keras.layers.Layer):
+    """The symbolic tensor `layer` produces *inside `model`'s graph*.
+
+    `layer.output` is wrong for a nested Functional model (it returns the sub-model's own internal output, not
+    connected to the outer inputs), so look up the node that belongs to this model's graph.
+    """
+    graph = _graph_of(model)
+    for nodes in getattr(graph, "_nodes_by_depth", {}).values():
+        for node in nodes:
+            if node.operation is layer:
+                outs = node.output_tensors
+                return outs[0] if len(outs) == 1 else outs
+    return layer.output
+
+
+def _get_layer(model: keras.Model, name: str) -> keras.layers.Layer:
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        raise UserError(f"this model has no layer named {name!r}") from None
+
+
+# ---------------------------------------------------------------------------------------------- input
+
+
+def _model_inputs(model: keras.Model):
+    # A bare tensor for single-input models, so calling the side model with one array raises no structure warning.
+    return model.inputs[0] if len(model.inputs) == 1 else model.inputs
+
+
+def _input_shape(model: keras.Model) -> tuple[int | None, ...]:
+    return tuple(model.inputs[0].shape[1:])
+
+
+def _one_image_batch(x: np.ndarray, expected: Sequence[int | None]) -> np.ndarray:
+    """(1, H, W, C) float32 from one image, with a one-line reason when it cannot fit the model."""
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim == 2 and len(expected) == 3 and expected[-1] == 1:
+        arr = arr[..., None]
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[0] != 1:
+        raise UserError(f"expected one image shaped (H, W, C); got an array of shape {tuple(np.shape(x))}")
+    got = arr.shape[1:]
+    if len(expected) != 3 or any(e is not None and e != g for e, g in zip(expected, got, strict=True)):
+        want = "×".join("?" if e is None else str(e) for e in expected)
+        raise UserError(f"this model takes {want} images; got {'×'.join(map(str, got))}")
+    return arr
+
+
+def _as_list(outputs) -> list:
+    return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
+
+
+# ----------------------------------------------------------------------------------------- feature maps
+
+
+class FeatureMapExtractor:
+    """One multi-output model over every conv layer, built once per loaded model (the UI caches this object).
+
+    Rebuilding `keras.Model(...)` per image costs more than running it, so construction and calls are split.
+    """
+
+    def __init__(self, model: keras.Model, include_pooling: bool = False) -> None:
+        layers = conv_layers(model, include_pooling=include_pooling)
+        if not layers:
+            raise UserError("this model has no convolution layers to show")
+        self.layer_names: list[str] = [layer.name for layer in layers]
+        self.input_shape: tuple[int | None, ...] = _input_shape(model)
+        self._model = keras.Model(_model_inputs(model), [_layer_output(model, layer) for layer in layers])
+
+    def __call__(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """(layer name, maps shaped (h, w, c)) per layer for one image (H, W, C) or (1, H, W, C)."""
+        batch = _one_image_batch(x, self.input_shape)
+        outputs = _as_list(self._model(batch, training=False))
+        return [(name, np.asarray(out)[0]) for name, out in zip(self.layer_names, outputs, strict=True)]
+
+
+def _normalise_maps(maps: np.ndarray) -> np.ndarray:
+    """Per-map min-max to uint8; a constant map has no contrast to show, so it becomes 0 (never NaN)."""
+    m = np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    lo = m.min(axis=(0, 1), keepdims=True)
+    span = m.max(axis=(0, 1), keepdims=True) - lo
+    unit = np.divide(m - lo, span, out=np.zeros_like(m), where=span > 0)
+    return np.rint(np.clip(unit, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _grid(tiles: np.ndarray, cols: int, pad: int) -> np.ndarray:
+    """Lay out (n, th, tw[, 3]) uint8 tiles row-major with `pad`-pixel PAD_VALUE gaps, in one reshape."""
+    if cols < 1:
+        raise ValueError(f"cols must be >= 1, got {cols}")
+    if pad < 0:
+        raise ValueError(f"pad must be >= 0, got {pad}")
+    n, th, tw = tiles.shape[:3]
+    extra = tiles.shape[3:]
+    if n == 0:
+        raise ValueError("nothing to tile: zero maps")
+    ncols = min(cols, n)
+    rows = math.ceil(n / ncols)
+    cells = np.full((rows * ncols, th, tw, *extra), PAD_VALUE, dtype=np.uint8)
+    cells[:n] = tiles
+    canvas = np.full((rows, th + pad, ncols, tw + pad, *extra), PAD_VALUE, dtype=np.uint8)
+    order = (0, 2, 1, 3, *range(4, 4 + len(extra)))
+    canvas[:, :th, :, :tw] = cells.reshape(rows, ncols, th, tw, *extra).transpose(order)
+    height = rows * th + (rows - 1) * pad
+    width = ncols * tw + (ncols - 1) * pad
+    return np.ascontiguousarray(
+        canvas.reshape(rows * (th + pad), ncols * (tw + pad), *extra)[:height, :width]
+    )
+
+
+def tile_maps(maps: np.ndarray, cols: int = 8, pad: int = 1, max_maps: int | None = None) -> np.ndarray:
+    """All of a layer's maps as one uint8 (H, W) image, each map min-max normalised on its own.
+
+    Layout: row-major, `min(cols, c)` columns, rows = ceil(c / columns), separated by `pad` pixels of
+    PAD_VALUE (255); empty cells in the last row are PAD_VALUE too. So H = rows*h + (rows-1)*pad and
+    W = columns*w + (columns-1)*pad. `max_maps` keeps only the first maps (wide layers get unreadable).
+    """
+    arr = np.asarray(maps)
+    if arr.ndim == 4 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3:
+        raise ValueError(f"maps must be shaped (h, w, c); got {arr.shape}")
+    if max_maps is not None:
+        if max_maps < 1:
+            raise ValueError(f"max_maps must be >= 1, got {max_maps}")
+        arr = arr[..., :max_maps]
+    tiles = _normalise_maps(arr).transpose(2, 0, 1)
+    return _grid(tiles, cols, pad)
+
+
+@functools.lru_cache(maxsize=32)
+def _colormap_lut(name: str) -> np.ndarray:
+    import matplotlib  # lazy: only the colormap registry is needed, never pyplot or a backend
+
+    try:
+        cmap = matplotlib.colormaps[name]
+    except KeyError:
+        raise UserError(f"unknown colormap {name!r}") from None
+    lut = np.rint(cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255.0).astype(np.uint8)
+    lut.setflags(write=False)
+    return lut
+
+
+def apply_colormap(gray_uint8: np.ndarray, name: str = "viridis") -> np.ndarray:
+    """uint8 (H, W) -> uint8 (H, W, 3) through a 256-entry lookup table: one fancy-index, no figure."""
+    gray = np.asarray(gray_uint8)
+    if gray.dtype != np.uint8:
+        raise ValueError(f"apply_colormap needs a uint8 image, got {gray.dtype}")
+    return _colormap_lut(name)[gray]
+
+
+# ---------------------------------------------------------------------------------------------- kernels
+
+
+def _first_conv(model: keras.Model) -> keras.layers.Layer:
+    for layer in _walk_layers(model):
+        if isinstance(layer, CONV_TYPES):
+            return layer
+    raise UserError("this model has no convolution layers to show")
+
+
+def _find_conv(model: keras.Model, name: str) -> keras.layers.Layer:
+    for layer in _walk_layers(model):
+        if layer.name == name:
+            if not isinstance(layer, CONV_TYPES):
+                raise UserError(f"layer {name!r} is not a convolution layer, so it has no kernels to show")
+            return layer
+    raise UserError(f"this model has no layer named {name!r}")
+
+
+def kernel_grid(
+    model: keras.Model, layer_name: str | None = None, cols: int = 8, pad: int = 1, upscale: int = 8
+) -> np.ndarray:
+    """The learned kernels of the first (or named) conv layer as one uint8 image.
+
+    A 3-input-channel Conv2D gives an RGB grid (H, W, 3), each kernel normalised over its three channels
+    together so its colour balance survives; otherwise each kernel's mean over input channels becomes a
+    grayscale tile (H, W). Depthwise/separable layers show one tile per depthwise filter. Each tile is
+    upscaled `upscale`× nearest-neighbour so a 3×3 kernel is visible. Unlike the other functions this one looks
+    inside a nested base, since reading weights needs no graph surgery.
+    """
+    if upscale < 1:
+        raise ValueError(f"upscale must be >= 1, got {upscale}")
+    layer = _find_conv(model, layer_name) if layer_name else _first_conv(model)
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        depthwise = layer.depthwise_kernel.numpy()
+    elif isinstance(layer, keras.layers.DepthwiseConv2D):
+        depthwise = layer.kernel.numpy()
+    else:
+        depthwise = None
+    if depthwise is not None:
+        kh, kw, cin, mult = depthwise.shape
+        kernels = depthwise.reshape(kh, kw, 1, cin * mult)
+    else:
+        kernels = layer.kernel.numpy()
+    kernels = kernels.astype(np.float32)
+
+    if depthwise is None and kernels.shape[2] == 3:
+        rgb = kernels.transpose(3, 0, 1, 2)  # (out, kh, kw, 3)
+        lo = rgb.min(axis=(1, 2, 3), keepdims=True)
+        span = rgb.max(axis=(1, 2, 3), keepdims=True) - lo
+        unit = np.divide(rgb - lo, span, out=np.zeros_like(rgb), where=span > 0)
+        tiles = np.rint(unit * 255.0).astype(np.uint8)
+        tiles = tiles.repeat(upscale, axis=1).repeat(upscale, axis=2)
+        return _grid(tiles, cols, pad)
+
+    gray = kernels.mean(axis=2)  # (kh, kw, out)
+    return tile_maps(gray.repeat(upscale, axis=0).repeat(upscale, axis=1), cols=cols, pad=pad)
+
+
+# --------------------------------------------------------------------------------------------- Grad-CAM
+
+
+def _grad_model(model: keras.Model, layer: keras.layers.Layer) -> keras.Model:
+    with _CACHE_LOCK:
+        per_model = _GRAD_MODELS.setdefault(model, {})
+        cached = per_model.get(layer.name)
+        if cached is None:
+            cached = keras.Model(_model_inputs(model), [_layer_output(model, layer), model.outputs[0]])
+            per_model[layer.name] = cached
+        return cached
+
+
+def _cam_layer(model: keras.Model, layer_name: str | None) -> keras.layers.Layer:
+    if layer_name is None:
+        candidates = conv_layers(model)
+        if not candidates:
+            raise UserError("this model has no convolution layers to explain")
+        return candidates[-1]
+    layer = _get_layer(model, layer_name)
+    out = _layer_output(model, layer)
+    if isinstance(out, list | tuple) or len(out.shape) != 4:
+        raise UserError(f"layer {layer_name!r} has no spatial feature map; pick a convolution layer")
+    return layer
+
+
+def grad_cam(
+    model: keras.Model,
+    x: np.ndarray,
+    class_index: int | None = None,
+    layer_name: str | None = None,
+    output_kind: str = "softmax",
+) -> tuple[np.ndarray, int]:
+    """Grad-CAM heatmap (H, W) float32 in 0..1 at the input resolution, and the class it explains.
+
+    The class defaults to the predicted one. For a one-unit head (sigmoid or a single logit), class 1 uses the
+    score and class 0 its complement (1 - p, or -logit), so both classes get their own positive evidence.
+    Feature map: the last conv layer, or the nested base's output, or `layer_name`. When nothing reaches the
+    score (all-zero gradients or a dead feature map) the heatmap is all zeros rather than NaN.
+    """
+    if output_kind not in OUTPUT_KINDS:
+        raise ValueError(f"unknown output kind {output_kind!r}; expected one of {OUTPUT_KINDS}")
+    expected = _input_shape(model)
+    batch = tf.convert_to_tensor(_one_image_batch(x, expected))
+    height, width = int(batch.shape[1]), int(batch.shape[2])
+    layer = _cam_layer(model, layer_name)
+    gmodel = _grad_model(model, layer)
+
+    with tf.GradientTape() as tape:
+        feats, preds = gmodel(batch, training=False)
+        preds = tf.reshape(preds, (1, -1))
+        k = int(preds.shape[-1])
+        if k == 1:
+            raw = float(preds[0, 0])
+            cls = (
+                int(raw >= (0.0 if output_kind == "logits" else 0.5)) if class_index is None else class_index
+            )
+            if cls not in (0, 1):
+                raise UserError(f"class {cls} does not exist: this binary model has classes 0 and 1")
+            if cls == 1:
+                score = preds[0, 0]
+            else:
+                score = -preds[0, 0] if output_kind == "logits" else 1.0 - preds[0, 0]
+        else:
+            cls = int(tf.argmax(preds[0])) if class_index is None else class_index
+            if not 0 <= cls < k:
+                raise UserError(f"class {cls} does not exist: this model has classes 0..{k - 1}")
+            score = preds[0, cls]
+    grads = tape.gradient(score, feats)
+
+    if grads is None:
+        return np.zeros((height, width), dtype=np.float32), int(cls)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(feats * weights, axis=-1))[0]
+    cam = np.nan_to_num(np.asarray(cam, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    top = float(cam.max()) if cam.size else 0.0
+    if not top > 0.0:
+        return np.zeros((height, width), dtype=np.float32), int(cls)
+    resized = tf.image.resize((cam / top)[..., None], (height, width), method="bilinear")
+    heat = np.clip(np.asarray(resized, dtype=np.float32)[..., 0], 0.0, None)
+    peak = float(heat.max())
+    heat = heat / peak if peak > 0 else np.zeros_like(heat)
+    return np.clip(heat, 0.0, 1.0).astype(np.float32), int(cls)
+
+
+def _resize_heatmap(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(heatmap, dtype=np.float32))
+    return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def overlay(
+    image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet"
+) -> np.ndarray:
+    """Blend a colour-mapped heatmap over the image: uint8 (H, W, 3).
+
+    A grayscale image becomes RGB first; a float image is taken as 0..255 pixels (what the models eat), and a
+    heatmap of another size is resized bilinearly, so the UI can overlay on the original-size picture.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    img = np.asarray(image_uint8)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"image must be (H, W), (H, W, 1) or (H, W, 3); got {np.shape(image_uint8)}")
+    if img.dtype != np.uint8:
+        img = np.rint(np.clip(np.nan_to_num(img.astype(np.float32)), 0, 255)).astype(np.uint8)
+    heat = np.nan_to_num(np.asarray(heatmap, dtype=np.float32))
+    if heat.ndim != 2:
+        raise ValueError(f"heatmap must be (H, W); got {heat.shape}")
+    if heat.shape != img.shape[:2]:
+        heat = _resize_heatmap(heat, *img.shape[:2])
+    colour = apply_colormap(np.rint(np.clip(heat, 0.0, 1.0) * 255.0).astype(np.uint8), colormap)
+    blended = (1.0 - alpha) * img.astype(np.float32) + alpha * colour.astype(np.float32)
+    return np.rint(np.clip(blended, 0, 255)).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------ activations
+
+
+def layer_activations(model: keras.Model, x: np.ndarray, layer_names: Iterable[str]) -> dict[str, np.ndarray]:
+    """Outputs of any top-level layers (dense too) for one image, batch axis dropped: (units,) or (h, w, c).
+
+    The side model is cached per (model, names) so stepping through images doesn't rebuild it.
+    """
+    names = tuple(dict.fromkeys(layer_names))
+    if not names:
+        return {}
+    batch = _one_image_batch(x, _input_shape(model))
+    with _CACHE_LOCK:
+        per_model = _ACTIVATION_MODELS.setdefault(model, {})
+        side = per_model.get(names)
+    if side is None:
+        outputs = []
+        for name in names:
+            out = _layer_output(model, _get_layer(model, name))
+            if isinstance(out, list | tuple):
+                raise UserError(f"layer {name!r} has several outputs; pick a layer with one")
+            outputs.append(out)
+        side = keras.Model(_model_inputs(model), outputs)
+        with _CACHE_LOCK:
+            per_model[names] = side
+    results = _as_list(side(batch, training=False))
+    return {name: np.asarray(out)[0] for name, out in zip(names, results, strict=True)}

@@ -1,0 +1,117 @@
+"""Training jobs as separate processes: the UI starts them, polls their run directory, and asks them to stop.
+
+A process owns TensorFlow's memory, survives a Streamlit rerun or restart, and can be stopped or killed cleanly;
+liveness comes from the pid plus its kernel start time, so a dead job is never shown as running forever.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from core import runs
+from core.paths import REPO_ROOT
+from core.training import TrainRequest, process_start_time, start_run
+
+
+def launch(run: runs.Run) -> runs.Run:
+    """Start `python -m core train --run ID` in its own session, output to the run's job.log."""
+    log = open(run.path / "job.log", "ab")
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core", "train", "--run", run.run_id],
+        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    log.close()
+    status = runs.update_status(
+        run.path, pid=proc.pid, pid_start=process_start_time(proc.pid), launched=time.time()
+    )
+    _children[run.run_id] = proc
+    return runs.Run(run.run_id, run.path, run.config, status)
+
+
+_children: dict[str, subprocess.Popen] = {}
+
+
+def start(req: TrainRequest) -> runs.Run:
+    """Resolve the request (UserError on bad input), create the run, start its process."""
+    return launch(start_run(req))
+
+
+def is_alive(status: dict) -> bool:
+    pid = status.get("pid")
+    if not pid:
+        return False
+    for child in list(_children.values()):
+        if child.pid == pid:
+            child.poll()  # reap our own zombies so /proc reflects the truth
+    started = process_start_time(int(pid))
+    if started is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+    except OSError:
+        return False
+    return status.get("pid_start") in (None, started)
+
+
+def refresh(run: runs.Run, grace_s: float = 20.0) -> runs.Run:
+    """Mark a queued/running run whose process is gone as failed (or stopped, if a stop was asked for)."""
+    if run.state not in runs.ACTIVE_STATES:
+        return run
+    if is_alive(run.status):
+        return run
+    launched = run.status.get("launched") or run.status.get("created") or 0
+    if not run.status.get("pid") and time.time() - launched < grace_s:
+        return run  # being launched right now
+    if run.status.get("pid") and run.state == "queued" and time.time() - launched < 2:
+        return run
+    state = "stopped" if runs.stop_requested(run.path) else "failed"
+    status = runs.update_status(run.path, state=state, ended=time.time(),
+                                error=None if state == "stopped" else "training process ended unexpectedly")  # fmt: skip
+    return runs.Run(run.run_id, run.path, run.config, status)
+
+
+def list_runs() -> list[runs.Run]:
+    return [refresh(r) for r in runs.list_runs()]
+
+
+def get(run_id: str) -> runs.Run:
+    return refresh(runs.get_run(run_id))
+
+
+def stop(run_id: str) -> None:
+    """Ask politely: the job checks the stop file every batch and saves its model before ending."""
+    runs.request_stop(run_id)
+    run = runs.get_run(run_id)
+    if is_alive(run.status):
+        try:
+            os.kill(int(run.status["pid"]), signal.SIGINT)
+        except OSError:
+            pass
+
+
+def kill(run_id: str) -> None:
+    run = runs.get_run(run_id)
+    if is_alive(run.status):
+        os.kill(int(run.status["pid"]), signal.SIGKILL)
+
+
+def wait(run_id: str, timeout_s: float = 600, poll_s: float = 0.5) -> runs.Run:
+    """Block until the run leaves queued/running (tests, CLI)."""
+    deadline = time.time() + timeout_s
+    while True:
+        run = get(run_id)
+        if run.state not in runs.ACTIVE_STATES or time.time() > deadline:
+            return run
+        time.sleep(poll_s)

@@ -1,0 +1,244 @@
+"""Fit a preset on a dataset inside a run directory. The CLI and the UI's job process run exactly this code."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from core import architectures, datasets, runs
+from core.errors import UserError
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+CLASS_WEIGHT_METHODS = ("none", "balanced", "notebook")
+
+
+@dataclass
+class TrainRequest:
+    """What a person asks for; `None` means "the preset's (or the dataset's) default"."""
+
+    dataset: str
+    preset: str = "fast"
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    learning_rate: float | None = None
+    seed: int = datasets.DEFAULT_SEED
+    val_split: float = datasets.DEFAULT_VAL_SPLIT
+    image_size: tuple[int, int] | None = None
+    channels: int | None = None
+    class_weights: str | None = None
+    early_stopping: int = 0  # patience in epochs; 0 = off
+    restore_best: bool = True
+    target_accuracy: float | None = None
+    weights: str | None = "imagenet"  # transfer presets: "imagenet", "random" or a path to a weights file
+    builder: dict[str, Any] | None = None
+    limit: int | None = None  # cap on images per split (quick experiments, tests)
+    strategy: str = "default"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve(req: TrainRequest) -> dict[str, Any]:
+    """Fill every default so config.json says exactly what was trained; raises UserError for bad combinations."""
+    preset = architectures.get_preset(req.preset)
+    info = datasets.get_dataset(req.dataset)
+    if not info.available:
+        from core.keras_datasets import missing_message
+
+        raise UserError(missing_message(req.dataset))
+    if len(info.class_names) < 2:
+        raise UserError(f"dataset {req.dataset} needs at least two classes with images")
+    h, w, c = datasets.default_input_shape(info)
+    if req.image_size:
+        h, w = req.image_size
+    elif preset.image_size:
+        h, w = preset.image_size
+    channels = req.channels or preset.channels or c
+    epochs = req.epochs if req.epochs is not None else preset.epochs
+    batch_size = req.batch_size or preset.batch_size
+    lr = req.learning_rate or preset.learning_rate
+    optimizer = (req.optimizer or preset.optimizer).lower()
+    cw = req.class_weights or preset.class_weights
+    checks = [
+        (epochs >= 1, "epochs must be at least 1"),
+        (batch_size >= 1, "batch size must be at least 1"),
+        (lr > 0, "learning rate must be positive"),
+        (0.0 <= req.val_split < 1.0, "validation split must be in [0, 1)"),
+        (min(h, w) >= 1 and max(h, w) <= 1024, "image size must be between 1 and 1024 pixels"),
+        (channels in (1, 3), "channels must be 1 or 3"),
+        (optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
+        (cw in CLASS_WEIGHT_METHODS, f"class weights must be one of {', '.join(CLASS_WEIGHT_METHODS)}"),
+        (req.early_stopping >= 0, "early-stopping patience must be 0 (off) or more"),
+        (req.target_accuracy is None or 0 < req.target_accuracy <= 1, "target accuracy must be in (0, 1]"),
+        (
+            req.strategy in ("default", "mirrored", "multiworker"),
+            "strategy must be default, mirrored or multiworker",
+        ),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise UserError(msg)
+    num_classes = len(info.class_names)
+    kind = architectures.output_kind(req.preset, num_classes)
+    weights = None if req.weights in (None, "random", "none") else req.weights
+    return {
+        "dataset": req.dataset,
+        "dataset_title": info.title,
+        "preset": req.preset,
+        "preset_title": preset.title,
+        "class_names": info.class_names,
+        "input_shape": [int(h), int(w), int(channels)],
+        "output_kind": kind,
+        "label_mode": preset.label_mode,
+        "preprocessing": "float32 raw pixels 0..255, resized (bilinear) to input_shape; scaling is inside the model",
+        "epochs": int(epochs),
+        "batch_size": int(batch_size),
+        "optimizer": optimizer,
+        "learning_rate": float(lr),
+        "seed": int(req.seed),
+        "val_split": float(req.val_split),
+        "class_weights": cw,
+        "early_stopping": int(req.early_stopping),
+        "restore_best": bool(req.restore_best),
+        "target_accuracy": req.target_accuracy,
+        "weights": weights if preset.transfer else None,
+        "builder": req.builder,
+        "limit": req.limit,
+        "strategy": req.strategy,
+        **req.extra,
+    }
+
+
+def build_for_config(config: dict[str, Any]):
+    builder = architectures.BuilderSpec(**config["builder"]) if config.get("builder") else None
+    return architectures.build_model(
+        config["preset"], tuple(config["input_shape"]), len(config["class_names"]),
+        weights=config.get("weights"), builder=builder,
+    )  # fmt: skip
+
+
+def configure_devices() -> str:
+    """Use a GPU when present, growing its memory instead of grabbing it all."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass
+    return f"{len(gpus)} GPU(s)" if gpus else "CPU"
+
+
+def _install_signal_handlers(stop_cb) -> None:
+    def handler(signum, frame):
+        stop_cb.requested = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
+def train_run(run_dir, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train the run whose config.json is in run_dir; always leaves a final status, never raises on failure."""
+    from core.callbacks import ProgressWriter, StopRequest, TargetAccuracy
+    from core.models import save_model
+
+    run = runs.load_run(run_dir)
+    if run is None:
+        raise UserError(f"{run_dir} has no config.json")
+    cfg = run.config
+    stop_cb = StopRequest(run.path)
+    _install_signal_handlers(stop_cb)
+    runs.update_status(run.path, state="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
+                       host=socket.gethostname(), started=time.time(), error=None)  # fmt: skip
+    try:
+        import keras
+
+        device = configure_devices()
+        keras.utils.set_random_seed(cfg["seed"])
+        h, w, c = cfg["input_shape"]
+        if echo:
+            echo(f"loading {cfg['dataset']} at {h}x{w}x{c} ...")
+        data = datasets.load_splits(cfg["dataset"], (h, w), c, val_split=cfg["val_split"], seed=cfg["seed"],
+                                    splits=("train", "val"), limit=cfg.get("limit"))  # fmt: skip
+        train, val = data["train"], data["val"]
+        if not len(train):
+            raise UserError(f"dataset {cfg['dataset']} has no readable training images")
+        k = len(cfg["class_names"])
+        counts = [int((train.y == i).sum()) for i in range(k)]
+        cw = datasets.class_weights(counts, cfg["class_weights"])
+        from core import distribute
+
+        strategy = distribute.get_strategy(cfg.get("strategy", "default"))
+        with strategy.scope():
+            model = build_for_config(cfg)
+            architectures.compile_model(model, cfg["output_kind"], cfg["label_mode"], cfg["optimizer"],
+                                        cfg["learning_rate"])  # fmt: skip
+        to_ds = dict(num_classes=k, label_mode=cfg["label_mode"])
+        train_ds = datasets.make_tf_dataset(train, cfg["batch_size"], shuffle=True, seed=cfg["seed"], **to_ds)
+        val_ds = (
+            datasets.make_tf_dataset(val, cfg["batch_size"], shuffle=False, **to_ds) if len(val) else None
+        )
+        is_chief = distribute.is_chief(cfg.get("strategy", "default"))
+        callbacks: list = [
+            stop_cb,
+            ProgressWriter(run.path, echo=echo if is_chief else None, save_each_epoch=is_chief, meta=cfg),
+        ]
+        monitor = "val_loss" if val_ds is not None else "loss"
+        if cfg["early_stopping"]:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg["early_stopping"],
+                                                           restore_best_weights=cfg["restore_best"]))  # fmt: skip
+        target_cb = None
+        if cfg.get("target_accuracy"):
+            target_cb = TargetAccuracy(
+                cfg["target_accuracy"], "val_accuracy" if val_ds is not None else "accuracy"
+            )
+            callbacks.append(target_cb)
+        runs.update_status(run.path, device=device, train_images=len(train), val_images=len(val),
+                           params=int(model.count_params()), class_weight_values=cw)  # fmt: skip
+        if stop_cb.requested or runs.stop_requested(run.path):
+            stop_cb.requested = True
+        else:
+            model.fit(train_ds, validation_data=val_ds, epochs=cfg["epochs"], class_weight=cw, shuffle=False,
+                      callbacks=callbacks, verbose=0)  # fmt: skip
+        if is_chief:
+            save_model(model, run.path / "model.keras", cfg)
+        epochs, _ = runs.read_progress(run.path)
+        state = "stopped" if stop_cb.requested else "completed"
+        note = None
+        if target_cb and target_cb.reached_at:
+            note = f"reached target accuracy {cfg['target_accuracy']:.0%} at epoch {target_cb.reached_at}"
+        return runs.update_status(run.path, state=state, ended=time.time(), note=note,
+                                  best_val_accuracy=runs.best_val_accuracy(epochs))  # fmt: skip
+    except UserError as exc:
+        return runs.update_status(run.path, state="failed", ended=time.time(), error=str(exc))
+    except Exception as exc:  # the one-line reason goes to status; the full trace to the job log
+        traceback.print_exc()
+        line = (str(exc).strip().splitlines() or [""])[0][:300]
+        return runs.update_status(
+            run.path, state="failed", ended=time.time(), error=f"{type(exc).__name__}: {line}"
+        )
+
+
+def start_run(req: TrainRequest) -> runs.Run:
+    """Resolve a request and create its run directory (queued); a job process then calls train_run."""
+    return runs.create_run(resolve(req))
+
+
+def process_start_time(pid: int) -> float | None:
+    """Kernel start time of a process (clock ticks), so a reused pid is not taken for our job."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return float(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def request_dict(req: TrainRequest) -> dict[str, Any]:
+    return asdict(req)

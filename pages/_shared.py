@@ -1,0 +1,94 @@
+"""UI pieces several pages share: the sidebar pickers, cached catalog and models, one-line errors."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from core import datasets, jobs, models, runs
+from core.errors import UserError
+from core.paths import EMBEDDED_DATASET
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def catalog() -> list[datasets.DatasetInfo]:
+    return datasets.catalog()
+
+
+def dataset_titles() -> dict[str, str]:
+    return {d.name: d.title + ("" if d.available else " (not downloaded)") for d in catalog()}
+
+
+def list_runs() -> list[runs.Run]:
+    return jobs.list_runs()
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading model…")
+def _load_run_model(run_id: str, mtime: float) -> models.LoadedModel:
+    return models.load_run_model(runs.get_run(run_id))
+
+
+def loaded_model(run: runs.Run) -> models.LoadedModel:
+    """Cached per run and model file mtime, so a retrained or re-saved model is picked up."""
+    return _load_run_model(run.run_id, run.model_path.stat().st_mtime)
+
+
+def sidebar() -> None:
+    """Active dataset and active run, shared by every page through session state."""
+    titles = dataset_titles()
+    names = list(titles)
+    st.session_state.setdefault("active_dataset", EMBEDDED_DATASET if EMBEDDED_DATASET in names else names[0])
+    if st.session_state.active_dataset not in names:
+        st.session_state.active_dataset = names[0]
+    with st.sidebar:
+        st.markdown("### ConvNet Studio")
+        st.selectbox("Dataset", names, key="active_dataset", format_func=lambda n: titles.get(n, n))
+        with_model = [r for r in list_runs() if r.has_model]
+        ids = [r.run_id for r in with_model]
+        labels = {r.run_id: r.label() for r in with_model}
+        if ids:
+            if st.session_state.get("active_run") not in ids:
+                st.session_state.active_run = ids[0]
+            st.selectbox("Active run", ids, key="active_run", format_func=lambda i: labels.get(i, i))
+        else:
+            st.session_state.active_run = None
+            st.caption("No trained model yet: train one on the Train page.")
+
+
+def active_run() -> runs.Run | None:
+    run_id = st.session_state.get("active_run")
+    if not run_id:
+        return None
+    try:
+        return runs.get_run(run_id)
+    except UserError:
+        return None
+
+
+def error(exc: Exception | str) -> None:
+    """One line, never a traceback."""
+    st.error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, icon=":material/error:")
+
+
+def need_run(page: str) -> runs.Run | None:
+    run = active_run()
+    if run is None or not run.has_model:
+        st.info(
+            f"{page} needs a trained model: train one on the Train page, then pick it as the active run in the sidebar."
+        )
+        return None
+    return run
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(s)
+    return (
+        f"{s // 3600}h {s % 3600 // 60}m" if s >= 3600 else (f"{s // 60}m {s % 60}s" if s >= 60 else f"{s}s")
+    )
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,6 @@
+"""Inspect: coming next."""
+
+import streamlit as st
+
+st.title("Inspect")
+st.info("This page is being built.")
