@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -200,8 +201,23 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def quiet_native_stderr() -> None:
+    """TensorFlow's C++ runtime prints start-up chatter on fd 2; keep Python's stderr (our one-line errors,
+    tracebacks in job logs) on the real stderr and send the native chatter away. CONVNET_NATIVE_LOGS=1 keeps it."""
+    if os.environ.get("CONVNET_NATIVE_LOGS") == "1":
+        return
+    sys.stderr.flush()
+    real = os.dup(2)
+    sys.stderr = os.fdopen(real, "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    warnings.filterwarnings("ignore")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_native_stderr()
     try:
         return args.fn(args)
     except UserError as exc:

@@ -7,6 +7,9 @@ model takes raw pixels in 0..255: the notebooks' scaling step lives inside the m
 from __future__ import annotations
 
 import math
+import os
+import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,23 +161,66 @@ def build_cats_dogs_3(input_shape: Shape, num_classes: int, **_) -> keras.Model:
     return keras.Model(inputs, _cats_dogs_tail(x, num_classes), name="cats_dogs_3")
 
 
+def imagenet_weights_file(kind: str, input_shape: Shape) -> Path:
+    """Where Keras caches the no-top ImageNet weights it would download for this base and input size."""
+    models_dir = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    if kind == "xception":
+        return models_dir / "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    rows = (
+        input_shape[0]
+        if input_shape[0] == input_shape[1] and input_shape[0] in (96, 128, 160, 192, 224)
+        else 224
+    )
+    return models_dir / f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
+
+
+def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
+    if os.environ.get("CONVNET_OFFLINE") == "1":
+        return False
+
+    def probe() -> bool:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+
+    # getaddrinfo ignores socket timeouts and can hang for ~25 s offline, so the probe runs in a daemon thread
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(_safe(probe)), daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(result and result[0])
+
+
+def _safe(fn: Callable[[], bool]) -> bool:
+    try:
+        return fn()
+    except OSError:
+        return False
+
+
+def offline_weights_message(kind: str, input_shape: Shape) -> str:
+    path = imagenet_weights_file(kind, input_shape)
+    return (
+        f"ImageNet weights for {kind} are not on this machine and there is no internet: {path} is missing. "
+        "Connect once (Keras caches them there), put that file there by hand, choose random initialisation "
+        "(weights: random), or give the path of a local weights file (.h5)."
+    )
+
+
 def load_base(kind: str, input_shape: Shape, weights: str | None) -> keras.Model:
     """An ImageNet base without its top. weights: "imagenet" (download once, cached in ~/.keras),
     None (random initialisation) or a path to a local weights file."""
     ctor = {"mobilenet_v2": keras.applications.MobileNetV2, "xception": keras.applications.Xception}[kind]
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise UserError(f"weights file not found: {weights}")
+    if weights == "imagenet" and not imagenet_weights_file(kind, input_shape).is_file() and not _online():
+        raise UserError(offline_weights_message(kind, input_shape))
     try:
         return ctor(input_shape=input_shape, include_top=False, weights=weights)
     except UserError:
         raise
     except Exception as exc:  # network errors surface as many types (URLError, OSError, Exception)
         if weights == "imagenet":
-            raise UserError(
-                f"ImageNet weights for {kind} could not be downloaded ({type(exc).__name__}). "
-                "Connect to the internet once (they are cached in ~/.keras/models), choose random "
-                "initialisation, or point to a local weights file (.h5)."
-            ) from None
+            raise UserError(f"{offline_weights_message(kind, input_shape)} ({type(exc).__name__})") from None
         raise UserError(f"could not load {kind} weights from {weights}: {exc}") from None
 
 
@@ -314,11 +360,13 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "jedi-sith-binary", "Jedi vs Sith binary CNN", "jedi_sith_binary", build_jedi_sith_binary,
             image_size=(200, 200), channels=3, optimizer="rmsprop", learning_rate=1e-4, epochs=29, head="binary",
+            min_image_size=94,
             notes="augmentation + 5 conv blocks; 622,753 params at 200x200x3; 80/20 split seed 213",
         ),
         Preset(
             "jedi-sith-ternary", "Jedi / Sith / Neither ternary CNN", "jedi_sith_neither_ternary",
             build_jedi_sith_ternary, image_size=(400, 400), channels=3, epochs=95, class_weights="notebook",
+            min_image_size=94,
             notes="Dense(3201); 20,596,647 params at 400x400x3 with 3 classes; class weights (1/n_c)(N/2)",
         ),
         Preset(
@@ -328,11 +376,12 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "cats-dogs-1", "Cats vs dogs model 1", "cats_vs_dogs_blog", build_cats_dogs_1,
-            image_size=(160, 160), epochs=20, head="logits", notes="no input scaling, as in the blog",
+            image_size=(160, 160), epochs=20, head="logits", min_image_size=10,
+            notes="no input scaling, as in the blog",
         ),
         Preset(
             "cats-dogs-2", "Cats vs dogs model 2 (augmentation)", "cats_vs_dogs_blog", build_cats_dogs_2,
-            image_size=(160, 160), epochs=20, head="logits",
+            image_size=(160, 160), epochs=20, head="logits", min_image_size=10,
         ),
         Preset(
             "cats-dogs-3", "Cats vs dogs model 3 (preprocessing)", "cats_vs_dogs_blog", build_cats_dogs_3,
@@ -362,7 +411,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "horses-humans", "Horses or humans CNN", "tensorflow_intro_fashion_mnist", build_horses_humans,
-            image_size=(150, 150), optimizer="rmsprop", epochs=15, head="binary",
+            image_size=(150, 150), optimizer="rmsprop", epochs=15, head="binary", min_image_size=22,
             notes="300x300 in the intro, 150x150 when shrunk; rescale 1/255",
         ),
         Preset("custom", "Custom (builder)", "ConvNet Studio", build_custom),

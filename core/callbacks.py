@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from core import runs
 from core.models import save_model
@@ -18,7 +17,7 @@ def _clean(logs: dict | None) -> dict:
     out = {}
     for k, v in (logs or {}).items():
         try:
-            f = float(np.asarray(v))
+            f = float(v)
         except (TypeError, ValueError):
             continue
         out[k] = f if math.isfinite(f) else None

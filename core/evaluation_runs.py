@@ -1,10 +1,18 @@
 """Evaluate a run on its dataset's test split (or validation) and keep the result, with the images it scored,
-in the run directory, so reopening the Evaluate page is instant and survives a restart."""
+in the run directory, so reopening the Evaluate page is instant and survives a restart.
+
+runs/<id>/evaluation/metrics.json + arrays.npz   the result (core.evaluation.save; a shared token pairs them)
+runs/<id>/evaluation/images.npy                  the uint8 images scored, when they fit under ARRAY_IMAGE_CAP
+runs/<id>/evaluation/source.json                 written last: the model file it scored and the same token, so a
+                                                 reader never pairs a result with a model or images it did not see
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,36 +23,100 @@ from core.images import load_image, to_mode, to_model_input
 
 SOURCE_FILE = "source.json"
 IMAGES_FILE = "images.npy"
-ARRAY_IMAGE_CAP = 60_000_000  # bytes of uint8 pixels kept for datasets without files (MNIST & co.)
+ARRAY_IMAGE_CAP = 60_000_000  # bytes of uint8 pixels kept beside the result (galleries never re-decode files)
+
+
+def _model_stamp(run: runs.Run) -> dict[str, Any]:
+    """mtime_ns and size: a re-save within the same second (coarse mtimes) still changes one of them."""
+    st = run.model_path.stat()
+    return {"model_mtime": st.st_mtime, "model_mtime_ns": st.st_mtime_ns, "model_size": st.st_size}
+
+
+def _folder(run: runs.Run) -> Path:
+    return run.path / evaluation.EVALUATION_DIR
 
 
 def evaluate_run(run_id: str, *, limit: int | None = None, embed_samples: int = 2000,
-                 progress: Callable[[float], None] | None = None) -> evaluation.EvaluationResult:  # fmt: skip
+                 progress: Callable[[float], None] | None = None,
+                 loaded: models.LoadedModel | None = None) -> evaluation.EvaluationResult:  # fmt: skip
+    """Score the run's model on its held-out split and save everything the Evaluate page draws.
+
+    `loaded` lets the UI pass the model it already holds; the stamp is taken before, so a model re-saved by a
+    still-running job during the evaluation leaves this result marked stale rather than current.
+    """
+    if limit is not None and limit < 0:
+        raise UserError(f"limit must be a positive number of images, got {limit}")
     run = runs.get_run(run_id)
-    lm = models.load_run_model(run)
+    if not run.has_model:
+        raise UserError(f"run {run.run_id} has no saved model yet")
+    stamp = _model_stamp(run)
+    lm = loaded or models.load_run_model(run)
     h, w, c = run.input_shape
     cfg = run.config
     split, data = datasets.evaluation_split(cfg["dataset"], (h, w), c, val_split=cfg.get("val_split", 0.2),
-                                            seed=cfg.get("seed", datasets.DEFAULT_SEED), limit=limit)  # fmt: skip
-    result = evaluation.evaluate(lm.model, data.x.astype(np.float32), data.y, lm.class_names, lm.output_kind,
-                                 paths=data.paths, embed_samples=embed_samples, progress=progress, split=split)  # fmt: skip
-    out = evaluation.save(result, run.path)
-    if data.paths is None and data.x.nbytes <= ARRAY_IMAGE_CAP:
-        with atomic_path(out / IMAGES_FILE, suffix=".npy") as tmp, open(tmp, "wb") as fh:
-            np.save(fh, data.x)
-    write_json(
-        out / SOURCE_FILE, {"limit": limit, "split": split, "model_mtime": run.model_path.stat().st_mtime}
-    )
+                                            seed=cfg.get("seed", datasets.DEFAULT_SEED), limit=limit or None)  # fmt: skip
+    if progress is not None:
+        progress(0.0)
+    result = evaluation.evaluate(lm.model, data.x, data.y, lm.class_names, lm.output_kind, paths=data.paths,
+                                 embed_samples=embed_samples, progress=progress, split=split)  # fmt: skip
+    folder = _folder(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Withdraw the old pairing first: until source.json is back, cached_result sees nothing.
+    (folder / SOURCE_FILE).unlink(missing_ok=True)
+    keep_images = data.x.nbytes <= ARRAY_IMAGE_CAP
+    if keep_images:
+        with atomic_path(folder / IMAGES_FILE, suffix=".npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(data.x, dtype=np.uint8))
+    else:
+        (folder / IMAGES_FILE).unlink(missing_ok=True)
+    evaluation.save(result, run.path)
+    token = (read_json(folder / evaluation.METRICS_FILE, {}) or {}).get("token")
+    write_json(folder / SOURCE_FILE, {**stamp, "limit": limit or None, "split": split, "token": token,
+                                      "num_samples": result.num_samples, "images": keep_images,
+                                      "evaluated_at": time.time()})  # fmt: skip
     return result
+
+
+def source(run: runs.Run) -> dict[str, Any]:
+    """What the saved evaluation scored (split, limit, model stamp, when); {} when there is none."""
+    src = read_json(_folder(run) / SOURCE_FILE, {})
+    return src if isinstance(src, dict) else {}
+
+
+def stamp(run: runs.Run) -> tuple[int, ...]:
+    """Changes whenever the saved evaluation or the model changes: a cheap cache key for the UI."""
+    out = []
+    for p in (_folder(run) / SOURCE_FILE, _folder(run) / evaluation.METRICS_FILE, run.model_path):
+        try:
+            st = p.stat()
+            out += [st.st_mtime_ns, st.st_size]
+        except OSError:
+            out += [0, 0]
+    return tuple(out)
 
 
 def cached_result(run: runs.Run) -> evaluation.EvaluationResult | None:
-    """The saved evaluation, unless the model changed since it was made."""
+    """The saved evaluation, unless the model changed since it was made (or the save is incomplete)."""
+    src = source(run)
+    if not src or not run.has_model:
+        return None
+    now = _model_stamp(run)
+    if any(src.get(k) != now[k] for k in ("model_mtime_ns", "model_size")):
+        return None
     result = evaluation.load(run.path)
-    src = read_json(run.path / evaluation.EVALUATION_DIR / SOURCE_FILE, {}) or {}
-    if result is None or not run.has_model or src.get("model_mtime") != run.model_path.stat().st_mtime:
+    metrics = read_json(_folder(run) / evaluation.METRICS_FILE, {}) or {}
+    if result is None or metrics.get("token") != src.get("token"):
         return None
     return result
+
+
+def _decode(path: str, size: tuple[int, int], channels: int) -> np.ndarray:
+    """Exactly what core.datasets fed the model (same decode, same rounding); black if the file is gone."""
+    try:
+        img = to_mode(load_image(Path(path), name=Path(path).name), channels)
+        return np.clip(np.rint(to_model_input(img, size, channels)), 0, 255).astype(np.uint8)
+    except UserError:
+        return np.zeros((*size, channels), np.uint8)
 
 
 def sample_images(
@@ -52,17 +124,18 @@ def sample_images(
 ) -> list[np.ndarray]:
     """uint8 images (as the model saw them) of the given evaluation samples, for galleries and drill-downs."""
     h, w, c = run.input_shape
+    idx = [int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
+    n = result.num_samples
+    if any(i < 0 or i >= n for i in idx):
+        raise UserError(f"sample index out of range: this evaluation has {n} images")
+    path = _folder(run) / IMAGES_FILE
+    if path.is_file():
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            arr = None
+        if arr is not None and arr.ndim == 4 and arr.shape[0] == n:
+            return [np.array(arr[i]) for i in idx]
     if result.paths:
-        out = []
-        for i in indices:
-            try:
-                img = to_mode(load_image(Path(result.paths[i])), c)
-                out.append(np.clip(to_model_input(img, (h, w), c), 0, 255).astype(np.uint8))
-            except UserError:
-                out.append(np.zeros((h, w, c), np.uint8))
-        return out
-    path = run.path / evaluation.EVALUATION_DIR / IMAGES_FILE
-    if not path.is_file():
-        raise UserError("the evaluated images were not kept; evaluate again with a smaller limit")
-    arr = np.load(path, mmap_mode="r")
-    return [np.asarray(arr[i]) for i in indices]
+        return [_decode(result.paths[i], (h, w), c) for i in idx]
+    raise UserError("the evaluated images were not kept; evaluate again with a smaller limit")

@@ -25,9 +25,26 @@ import numpy as np
 
 from core import atomic
 from core.errors import UserError
+from core.models import infer_output_kind
 from core.probabilities import to_probabilities
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant", "bundle")
+FORMAT_LABELS = {
+    "keras": ".keras model",
+    "savedmodel": "TensorFlow SavedModel (folder, zipped for download)",
+    "tflite": "TFLite float32",
+    "tflite-quant": "TFLite dynamic-range quantised",
+    "bundle": "Bundle zip: all formats + config + README + checks",
+}
+_SUFFIX = {"keras": ".keras", "savedmodel": "_savedmodel", "tflite": ".tflite", "tflite-quant": "_quant.tflite",
+           "bundle": "_bundle.zip"}  # fmt: skip
+
+
+def default_name(run_id: str, fmt: str) -> str:
+    """File (or folder) name for an export of this run."""
+    return f"{run_id}{_SUFFIX.get(fmt, '')}"
+
+
 BUNDLE_FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant")
 PREPROCESSING_NOTE = "float32 raw pixels 0..255; scaling is inside the model"
 SERVE_ENDPOINT = "serve"
@@ -98,19 +115,6 @@ def _input_shape(model, config: dict[str, Any]) -> tuple[int, int, int]:
     if len(dims) != 3 or any(d is None for d in dims):
         raise UserError("the model's input size is unknown; its config.json needs input_shape [H, W, C]")
     return int(dims[0]), int(dims[1]), int(dims[2])
-
-
-def infer_output_kind(model) -> str:
-    """Guess the head when no config says it: one unit is sigmoid, a softmax activation is softmax, else logits."""
-    import keras
-
-    if int(model.outputs[0].shape[-1]) == 1:
-        return "sigmoid"
-    last = model.layers[-1]
-    if isinstance(last, keras.layers.Softmax):
-        return "softmax"
-    activation = getattr(last, "activation", None)
-    return "softmax" if getattr(activation, "__name__", "") == "softmax" else "logits"
 
 
 def _output_kind(model, config: dict[str, Any]) -> str:

@@ -32,6 +32,7 @@ __all__ = [
     "FeatureMapExtractor",
     "apply_colormap",
     "conv_layers",
+    "dense_layers",
     "grad_cam",
     "kernel_grid",
     "layer_activations",
@@ -432,6 +433,11 @@ def overlay(
 
 
 # ------------------------------------------------------------------------------------------ activations
+
+
+def dense_layers(model: keras.Model) -> list[str]:
+    """Top-level Dense layers in graph order, the output head included: the choices for `layer_activations`."""
+    return [layer.name for layer in model.layers if isinstance(layer, keras.layers.Dense)]
 
 
 def layer_activations(model: keras.Model, x: np.ndarray, layer_names: Iterable[str]) -> dict[str, np.ndarray]:

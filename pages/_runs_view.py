@@ -28,8 +28,9 @@ def _export_bytes(run_id: str, fmt: str, mtime: float) -> tuple[str, bytes]:
 
 def _export_box(run: runs.Run) -> None:
     c1, c2 = st.columns([2, 3])
-    fmt = c1.selectbox("Export format", list(export.FORMATS), key="export_fmt",
-                       format_func=lambda f: export.FORMATS[f])  # fmt: skip
+    fmt = c1.selectbox(
+        "Export format", list(export.FORMATS), key="export_fmt", format_func=export.FORMAT_LABELS.get
+    )
     if c1.button("Prepare download", key="export_prepare"):
         try:
             st.session_state.export_ready = (

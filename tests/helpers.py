@@ -1,0 +1,47 @@
+"""Tiny real datasets and real trained runs for tests (seconds, not minutes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core import paths, runs, training
+
+
+def make_image_folder(root: Path, classes=("circle", "square", "stripes"), per_class: int = 12, size: int = 16,
+                      rgb: bool = False, split: bool = False, seed: int = 0) -> Path:  # fmt: skip
+    """Class folders of PNGs whose class is visible (a bright blob in a class-specific place), so a model learns."""
+    rng = np.random.default_rng(seed)
+    splits = {"train": per_class, "test": max(2, per_class // 3)} if split else {"": per_class}
+    for split_name, n in splits.items():
+        for k, c in enumerate(classes):
+            d = root / split_name / c if split_name else root / c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                a = rng.integers(0, 40, (size, size)).astype(np.uint8)
+                q = size // 2
+                r0, c0 = [(0, 0), (q, q), (0, q), (q, 0)][k % 4]
+                a[r0 : r0 + q, c0 : c0 + q] = 220
+                img = Image.fromarray(a, "L")
+                if rgb:
+                    img = Image.merge("RGB", (img, img.point(lambda v: v // 2), img))
+                img.save(d / f"{c}_{i:03d}.png")
+    return root
+
+
+def make_dataset(name: str = "tiny", **kwargs) -> str:
+    """A dataset folder in the (test-isolated) data dir; returns its catalog name."""
+    make_image_folder(paths.data_dir() / name, **kwargs)
+    return name
+
+
+def train_tiny_run(dataset: str, preset: str = "fast", epochs: int = 1, **kwargs) -> runs.Run:
+    """A real run trained in this process: config, progress, status and model.keras on disk."""
+    req = training.TrainRequest(dataset=dataset, preset=preset, epochs=epochs, batch_size=kwargs.pop("batch_size", 8),
+                                **kwargs)  # fmt: skip
+    run = training.start_run(req)
+    status = training.train_run(run.path)
+    assert status["state"] == "completed", status
+    return runs.get_run(run.run_id)

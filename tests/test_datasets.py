@@ -1,0 +1,134 @@
+"""The catalog: both folder layouts, the embedded sample, built-in arrays, splits, class weights, quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import datasets, keras_datasets
+from core.errors import UserError
+from core.images import load_image, to_mode, to_model_input
+from core.paths import EMBEDDED_DATASET
+from tests.helpers import make_dataset, make_image_folder
+
+
+def test_embedded_sample_is_balanced_fashion_mnist():
+    info = datasets.get_dataset(EMBEDDED_DATASET)
+    assert info.class_names == sorted(keras_datasets.FASHION_CLASSES)
+    assert info.layout == "split"
+    assert set(info.counts) == {"train", "test"}
+    assert set(info.counts["train"].values()) == {600}
+    assert set(info.counts["test"].values()) == {100}
+    assert datasets.default_input_shape(info) == (28, 28, 1)
+    assert not info.stray
+
+
+def test_catalog_lists_sample_folders_and_builtins(isolated_dirs):
+    make_dataset("flat", per_class=5)
+    names = datasets.names()
+    assert names[0] == EMBEDDED_DATASET
+    assert "flat" in names
+    assert {"mnist", "fashion_mnist", "cifar10", "digits"} <= set(names)
+
+
+def test_flat_layout_splits_80_20_per_class_with_fixed_seed():
+    make_dataset("flat", per_class=10)
+    info = datasets.get_dataset("flat")
+    assert info.layout == "flat" and info.counts == {"all": {c: 10 for c in ("circle", "square", "stripes")}}
+    a = datasets.split_file_lists(info, 0.2, seed=213)
+    b = datasets.split_file_lists(info, 0.2, seed=213)
+    c = datasets.split_file_lists(info, 0.2, seed=1)
+    assert a == b and a != c
+    assert len(a["train"]) == 24 and len(a["val"]) == 6 and a["test"] == []
+    assert not {p for p, _ in a["train"]} & {p for p, _ in a["val"]}
+    assert sorted(lbl for _, lbl in a["val"]) == [0, 0, 1, 1, 2, 2]
+
+
+def test_split_layout_with_validation_folder(isolated_dirs):
+    data, _ = isolated_dirs
+    make_image_folder(data / "sp", per_class=6, split=True)
+    make_image_folder(data / "sp" / "validation", per_class=3)
+    info = datasets.get_dataset("sp")
+    assert set(info.counts) == {"train", "test", "val"}
+    lists = datasets.split_file_lists(info, 0.2, 0)
+    assert len(lists["val"]) == 9 and len(lists["train"]) == 18 and len(lists["test"]) == 6
+
+
+def test_decoded_splits_match_the_prediction_decode(isolated_dirs):
+    make_dataset("rgb", per_class=4, rgb=True, size=20)
+    out = datasets.load_splits("rgb", (12, 10), 3, val_split=0.25, seed=3)
+    x, y, paths = out["train"].x, out["train"].y, out["train"].paths
+    assert x.shape == (9, 12, 10, 3) and x.dtype == np.uint8 and len(y) == 9
+    ref = to_model_input(to_mode(load_image(paths[0]), 3), (12, 10), 3)
+    np.testing.assert_allclose(x[0], np.rint(ref), atol=0)
+    gray = datasets.load_splits("rgb", (8, 8), 1, splits=("val",))["val"]
+    assert gray.x.shape[1:] == (8, 8, 1)
+
+
+def test_quality_report_finds_unreadable_and_stray_files(isolated_dirs):
+    data, _ = isolated_dirs
+    root = make_image_folder(data / "messy", per_class=3)
+    (root / "circle" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (root / "circle" / "notes.txt").write_text("hello")
+    (root / "stray.jpg").write_bytes(b"")
+    (root / "empty").mkdir()
+    Image.new("RGB", (30, 20)).save(root / "square" / "big.png")
+    info = datasets.get_dataset("messy")
+    rep = datasets.quality_report(info)
+    assert [p for p, _ in rep.unreadable] == [str(root / "circle" / "broken.png")]
+    reasons = dict(rep.stray)
+    assert reasons[str(root / "circle" / "notes.txt")] == "not an image file"
+    assert reasons[str(root / "stray.jpg")] == "file outside any class folder"
+    assert "empty" not in info.class_names
+    assert rep.sizes[(16, 16)] == 9 and rep.sizes[(30, 20)] == 1
+    assert rep.modes["RGB"] == 1
+    assert datasets.default_input_shape(info) == (16, 16, 3)
+    # unreadable files are dropped from training data, not fatal
+    train = datasets.load_splits("messy", (16, 16), 1, val_split=0.0, splits=("train",))["train"]
+    assert len(train) == 10
+
+
+def test_class_weights_formulas():
+    counts = [100, 50, 10]
+    bal = datasets.class_weights(counts, "balanced")
+    assert bal == pytest.approx({0: 160 / 300, 1: 160 / 150, 2: 160 / 30})
+    nb = datasets.class_weights(counts, "notebook")
+    assert nb == pytest.approx({0: 0.8, 1: 1.6, 2: 8.0})
+    assert datasets.class_weights(counts, "none") is None
+    assert datasets.imbalance_ratio(counts) == 10
+    with pytest.raises(UserError):
+        datasets.class_weights(counts, "bogus")
+
+
+def test_sklearn_digits_offline_and_keras_missing_message(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    out = datasets.load_splits("digits", (8, 8), 1, val_split=0.2, seed=0)
+    assert len(out["train"]) + len(out["val"]) == 1797 and len(out["test"]) == 0
+    assert out["train"].x.max() == 255
+    split, data = datasets.evaluation_split("digits", (8, 8), 1)
+    assert split == "val" and len(data) == len(out["val"])
+    assert not keras_datasets.is_available("mnist")
+    with pytest.raises(UserError) as err:
+        datasets.load_splits("mnist", (28, 28), 1)
+    assert str(tmp_path / "datasets" / "mnist.npz") in str(err.value)
+
+
+def test_fashion_mnist_from_debian_when_installed():
+    if not keras_datasets._debian_fashion_present():
+        pytest.skip("Debian package dataset-fashion-mnist not installed")
+    out = datasets.load_splits("fashion_mnist", (28, 28), 1, splits=("test",), limit=50)
+    assert out["test"].x.shape == (50, 28, 28, 1)
+
+
+def test_unknown_and_hostile_names():
+    for bad in ("nope", "../etc", ".hidden", ""):
+        with pytest.raises(UserError):
+            datasets.get_dataset(bad)
+
+
+def test_tf_dataset_batches_float_and_one_hot():
+    data = datasets.SplitData(np.zeros((10, 4, 4, 1), np.uint8), np.arange(10) % 3)
+    ds = datasets.make_tf_dataset(data, 4, shuffle=True, seed=0, num_classes=3, label_mode="categorical")
+    xb, yb = next(iter(ds))
+    assert xb.dtype.name == "float32" and xb.shape == (4, 4, 4, 1) and yb.shape == (4, 3)
