@@ -7,12 +7,13 @@ from pages import _shared
 st.set_page_config(page_title="ConvNet Studio", page_icon=":material/neurology:", layout="wide")
 
 pages = [
-    st.Page("pages/datasets.py", title="Datasets", icon=":material/photo_library:", default=True),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
-    st.Page("pages/inspect.py", title="Inspect", icon=":material/layers:"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+    st.Page(path, title=title, icon=icon, default=i == 0)
+    for i, (path, title, icon) in enumerate(_shared.PAGES)
 ]
-page = st.navigation(pages)
+page = st.navigation(pages, position="hidden")  # the sidebar draws its own links (see _shared.sidebar)
 _shared.sidebar()
-page.run()
+_shared.entered(True)
+try:
+    page.run()
+finally:
+    _shared.entered(False)

@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from core import datasets, jobs, models, runs
 from core.errors import UserError
 from core.paths import EMBEDDED_DATASET
+
+_entry = threading.local()
+
+
+def entered(flag: bool) -> None:
+    """app.py marks the span in which it runs a page, so a page can tell it was started through st.navigation."""
+    _entry.active = flag
+
+
+def page_guard() -> None:
+    """Streamlit runs pages/*.py directly (its old pages/ directory mode) until some session has executed
+    st.navigation, e.g. when the first request after a start is a deep link like /train (and in every AppTest
+    run). Switch the app to st.navigation mode, as st.navigation itself does, and draw the sidebar app.py would."""
+    if getattr(_entry, "active", False):
+        return
+    PagesManager.uses_pages_directory = False
+    sidebar()
+
+
+PAGES = [
+    ("pages/datasets.py", "Datasets", ":material/photo_library:"),
+    ("pages/train.py", "Train", ":material/model_training:"),
+    ("pages/classify.py", "Classify", ":material/image_search:"),
+    ("pages/inspect.py", "Inspect", ":material/layers:"),
+    ("pages/evaluate.py", "Evaluate", ":material/analytics:"),
+]
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -38,11 +66,16 @@ def sidebar() -> None:
     """Active dataset and active run, shared by every page through session state."""
     titles = dataset_titles()
     names = list(titles)
+    if "pending_dataset" in st.session_state:  # set by a page (e.g. after an import) before the widget exists
+        st.session_state.active_dataset = st.session_state.pop("pending_dataset")
     st.session_state.setdefault("active_dataset", EMBEDDED_DATASET if EMBEDDED_DATASET in names else names[0])
     if st.session_state.active_dataset not in names:
         st.session_state.active_dataset = names[0]
     with st.sidebar:
         st.markdown("### ConvNet Studio")
+        for path, title, icon in PAGES:
+            st.page_link(path, label=title, icon=icon)
+        st.divider()
         st.selectbox("Dataset", names, key="active_dataset", format_func=lambda n: titles.get(n, n))
         with_model = [r for r in list_runs() if r.has_model]
         ids = [r.run_id for r in with_model]

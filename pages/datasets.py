@@ -40,11 +40,15 @@ def _import_box() -> None:
             except UserError as exc:
                 _shared.error(exc)
                 return
-            st.success(f"Imported {rep.imported} images into {rep.name}.")
-            if rep.skipped:
-                st.dataframe(pd.DataFrame(rep.skipped, columns=["skipped", "why"]), hide_index=True)
             _shared.catalog.clear()
             st.session_state.pending_dataset = rep.name
+            st.session_state.import_report = (rep.name, rep.imported, rep.skipped)
+            st.rerun()
+    if "import_report" in st.session_state:
+        name, imported, skipped = st.session_state.pop("import_report")
+        st.success(f"Imported {imported} images into {name}.")
+        if skipped:
+            st.dataframe(pd.DataFrame(skipped, columns=["skipped", "why"]), hide_index=True)
 
 
 def _counts_chart(info: datasets.DatasetInfo) -> None:
@@ -110,9 +114,7 @@ def _augmentation_box(info: datasets.DatasetInfo, mtime: float) -> None:
 
 
 def main() -> None:
-    if "pending_dataset" in st.session_state:
-        st.session_state.active_dataset = st.session_state.pop("pending_dataset")
-        st.rerun()
+    _shared.page_guard()
     st.title("Datasets")
     _import_box()
     name = st.session_state.get("active_dataset")

@@ -102,6 +102,7 @@ def _live(run_id: str) -> None:
 
 
 def main() -> None:
+    _shared.page_guard()
     st.title("Train")
     dataset = st.session_state.get("active_dataset")
     st.caption(f"Dataset: **{_shared.dataset_titles().get(dataset, dataset)}** (change it in the sidebar)")

@@ -1,0 +1,61 @@
+"""A person trains nothing by hand: a tiny run exists, they drop a PNG on Classify and Inspect and read the answers."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from playwright.sync_api import expect
+
+from core.keras_datasets import FASHION_CLASSES
+from core.paths import embedded_dataset_dir
+from tests.e2e.conftest import REPO, screenshot
+
+
+@pytest.fixture(scope="module")
+def trained_server(app_server):
+    """One real run in the server's own runs folder, trained by the CLI the way a person would."""
+    env = {**os.environ, "CONVNET_RUNS_DIR": str(app_server.runs_dir), "CONVNET_DATA_DIR": str(app_server.data_dir),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
+    cmd = [sys.executable, "-m", "core", "train", "--dataset", "fashion-mnist-sample", "--preset", "fast",
+           "--epochs", "4", "--batch-size", "16", "--limit", "2000", "--quiet"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return app_server
+
+
+def _trouser_png():
+    return sorted((embedded_dataset_dir() / "test" / "Trouser").glob("*.png"))[0]
+
+
+def test_classify_then_inspect_an_uploaded_png(trained_server, page):
+    page.goto(trained_server.url)  # the entry page first, as a person arriving at the app
+    expect(page.get_by_role("heading", name="Datasets")).to_be_visible(timeout=90_000)
+    page.goto(f"{trained_server.url}/classify")
+    expect(page.get_by_role("heading", name="Classify")).to_be_visible(timeout=90_000)
+    expect(page.get_by_text("input 28×28×1")).to_be_visible(timeout=60_000)
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(_trouser_png()))
+    chart = page.locator(".js-plotly-plot").first
+    expect(chart).to_be_visible(timeout=60_000)
+    verdict = page.get_by_role("heading", name=re.compile(r"^(unknown|.+ · \d+\.\d%)$")).first
+    expect(verdict).to_be_visible()
+    text = chart.inner_text()
+    assert all(name in text for name in FASHION_CLASSES), text
+    assert re.search(r"\d+\.\d%", text)
+    assert page.get_by_test_id("stException").count() == 0
+    page.wait_for_timeout(500)  # let plotly finish its first paint
+    screenshot(page, "classify")
+
+    page.goto(f"{trained_server.url}/inspect")
+    expect(page.get_by_role("heading", name="Inspect")).to_be_visible(timeout=90_000)
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(_trouser_png()))
+    expect(page.get_by_text("conv2d_0: 32 maps of 28×28")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("conv2d_1: 64 maps of 14×14")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Grad-CAM for "))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^each kernel scaled"))).to_be_visible()
+    assert page.get_by_test_id("stException").count() == 0
+    page.wait_for_timeout(500)
+    screenshot(page, "inspect")

@@ -1,0 +1,27 @@
+"""In a real browser: train the default preset for one epoch on the embedded dataset, see the curve and 'completed'."""
+
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import screenshot
+
+
+def test_train_one_epoch_from_the_browser(app_server, page):
+    page.goto(f"{app_server.url}/train")
+    expect(page.get_by_role("heading", name="Train")).to_be_visible(timeout=90_000)
+    expect(page.get_by_text("Model summary").first).to_be_visible(timeout=60_000)
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("1")
+    epochs.press("Enter")
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Train", exact=True).click()
+    expect(page.get_by_text("completed", exact=True).first).to_be_visible(timeout=240_000)
+    curves = page.locator(".js-plotly-plot").first
+    expect(curves).to_be_visible()
+    assert "accuracy" in curves.inner_text() and "loss" in curves.inner_text()
+    run_dirs = [p for p in app_server.runs_dir.iterdir() if p.is_dir()]
+    assert len(run_dirs) == 1 and (run_dirs[0] / "model.keras").is_file()
+    # a refresh finds the same run again from disk (the URL carries it)
+    page.reload()
+    expect(page.get_by_text(run_dirs[0].name).first).to_be_visible(timeout=90_000)
+    assert page.get_by_test_id("stException").count() == 0
+    screenshot(page, "train")
