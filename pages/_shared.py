@@ -59,7 +59,11 @@ def _load_run_model(run_id: str, mtime: float) -> models.LoadedModel:
 
 def loaded_model(run: runs.Run) -> models.LoadedModel:
     """Cached per run and model file mtime, so a retrained or re-saved model is picked up."""
-    return _load_run_model(run.run_id, run.model_path.stat().st_mtime)
+    try:
+        mtime = run.model_path.stat().st_mtime
+    except OSError:
+        raise UserError(f"run {run.run_id} has no saved model (was it deleted?)") from None
+    return _load_run_model(run.run_id, mtime)
 
 
 def sidebar() -> None:

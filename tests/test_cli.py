@@ -1,0 +1,66 @@
+"""The CLI as a person runs it: real subprocesses, one-line errors, non-zero exits, no tracebacks."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from tests.helpers import make_image_folder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=REPO, env={**os.environ},
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def assert_one_line_error(out: subprocess.CompletedProcess, needle: str) -> None:
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], out.stderr
+
+
+def test_datasets_lists_the_catalog_with_counts():
+    out = cli("datasets")
+    assert out.returncode == 0, out.stderr
+    first = out.stdout.splitlines()[0]
+    assert first.startswith("fashion-mnist-sample") and "10 classes" in first and "train 6000" in first
+    assert "digits" in out.stdout
+
+
+def test_import_zip_and_folder_report_skips(tmp_path, isolated_dirs):
+    src = make_image_folder(tmp_path / "src", per_class=3)
+    (src / "circle" / "notes.txt").write_text("not an image")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for p in src.rglob("*"):
+            if p.is_file():
+                zf.write(p, Path("wrapped") / p.relative_to(src))
+        zf.writestr("../evil.png", b"x")
+    zpath = tmp_path / "shapes.zip"
+    zpath.write_bytes(buf.getvalue())
+    out = cli("import", str(zpath), "--name", "shapes")
+    assert out.returncode == 0, out.stderr
+    assert "imported 9 images" in out.stdout and "skipped" in out.stdout and "evil.png" in out.stdout
+    assert (isolated_dirs[0] / "shapes" / "circle").is_dir()
+    folder = cli("import", str(src), "--name", "shapes2")
+    assert folder.returncode == 0 and "imported 9 images" in folder.stdout
+    assert "shapes2" in cli("datasets").stdout
+
+
+def test_errors_are_one_line_with_non_zero_exit(tmp_path):
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip at all")
+    assert_one_line_error(cli("import", str(bad), "--name", "x"), "not a zip")
+    assert_one_line_error(cli("import", str(tmp_path / "missing.zip"), "--name", "x"), "")
+    assert_one_line_error(cli("predict", "--run", "no-such-run", "x.png"), "no run")
+    assert_one_line_error(cli("evaluate", "--run", "../etc"), "not a run id")
+    assert_one_line_error(cli("export", "--run", "nope", "--format", "keras"), "no run")
+    usage = cli("train", "--epochs", "banana")
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr

@@ -1,0 +1,121 @@
+"""Inspect page through AppTest: one feature-map grid per conv layer, the kernel grid, Grad-CAM, dense activations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core import images, inspection, models
+from tests import helpers
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inspect")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
+        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+        name = helpers.make_dataset()
+        run = helpers.train_tiny_run(name)
+    return root, name, run
+
+
+class _Page:
+    """One AppTest on the page under test; every run must end without an exception."""
+
+    def __init__(self, at: AppTest, run_id: str) -> None:
+        self.at, self.run_id = at, run_id
+
+    def run(self) -> AppTest:
+        self.at.run()
+        assert not self.at.exception, self.at.exception
+        assert self.at.session_state["active_run"] == self.run_id  # the sidebar picked the trained run
+        return self.at
+
+
+@pytest.fixture
+def app(trained, isolated_dirs, monkeypatch):
+    root, name, run = trained
+    monkeypatch.setenv("CONVNET_DATA_DIR", str(root / "data"))
+    monkeypatch.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.session_state["active_dataset"] = name
+    at.run()
+    at.switch_page("pages/inspect.py")
+    page = _Page(at, run.run_id)
+    page.run()
+    return page
+
+
+def _png(trained, cls: str) -> bytes:
+    root, name, _ = trained
+    return (root / "data" / name / cls / f"{cls}_000.png").read_bytes()
+
+
+def _captions(at: AppTest) -> list[str]:
+    return [c for img in at.image for c in img.captions]
+
+
+def test_one_grid_per_conv_layer_plus_kernels_and_grad_cam(app, trained):
+    run = trained[2]
+    model = models.load_run_model(run).model
+    convs = [layer.name for layer in inspection.conv_layers(model)]
+    assert convs == ["conv2d_0", "conv2d_1"]
+    app.at.file_uploader(key="ins_files").set_value(("c.png", _png(trained, "circle"), "image/png"))
+    at = app.run()
+    caps = _captions(at)
+    assert [c.split(":")[0] for c in caps if c.startswith("conv")] == convs
+    filters = [layer.filters for layer in inspection.conv_layers(model)]
+    assert f"conv2d_0: {filters[0]} maps of 16×16" in caps and f"conv2d_1: {filters[1]} maps of 8×8" in caps
+    assert sum(c.startswith("each kernel") for c in caps) == 1
+    cam = [c for c in caps if c.startswith("Grad-CAM for ")]
+    h, w, c = run.input_shape
+    x = images.prepare(_png(trained, "circle"), (h, w), c)[0][None]
+    predicted = run.class_names[int(np.argmax(model.predict(x, verbose=0)[0]))]
+    assert cam == [f"Grad-CAM for {predicted}: where the evidence is"]
+    assert any(m.value.startswith(f"#### {predicted} · ") for m in at.markdown)
+
+    at.checkbox(key="ins_pooling").check()
+    at = app.run()
+    layers = [c.split(":")[0] for c in _captions(at) if ": " in c and " maps of " in c]
+    assert layers == ["conv2d_0", "pool_0", "conv2d_1", "pool_1"]
+
+
+def test_grad_cam_for_a_chosen_class_and_dense_activations(app, trained):
+    names = trained[2].class_names
+    app.at.file_uploader(key="ins_files").set_value(("s.png", _png(trained, "square"), "image/png"))
+    at = app.run()
+    at.selectbox(key="ins_cam_class").set_value(2)  # -1 is "the predicted class"
+    at.toggle(key="ins_dense").set_value(True)
+    at = app.run()
+    assert f"Grad-CAM for {names[2]}: where the evidence is" in _captions(at)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert len(spec["data"][0]["x"]) == 128  # the hidden dense layer first: one bar per unit
+    at.selectbox(key="ins_dense_layer").set_value("output")
+    at = app.run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["data"][0]["x"] == names  # the head: one bar per class
+
+
+def test_a_broken_image_is_one_error_line(app):
+    app.at.file_uploader(key="ins_files").set_value(("x.png", b"GIF89a but not really", "image/png"))
+    at = app.run()
+    assert len(at.error) == 1 and "x.png" in at.error[0].value
+    assert not at.image
+
+
+def test_a_dataset_sample_is_inspected(app, trained):
+    app.at.segmented_control(key="ins_source").set_value("Dataset sample")
+    at = app.run()
+    caps = _captions(at)
+    assert any("(true class: " in c for c in caps)
+    assert sum(" maps of " in c for c in caps) == 2
