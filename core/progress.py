@@ -71,11 +71,11 @@ def runs_table(all_runs: list[runs.Run]) -> list[dict]:
         acc = r.status.get("best_val_accuracy")
         rows.append({
             "run": r.run_id,
+            "status": r.state + (f": {r.status['error']}" if r.status.get("error") else ""),
             "dataset": r.config.get("dataset"),
             "preset": r.config.get("preset"),
             "epochs": f"{r.status.get('epochs_done', 0)}/{r.config.get('epochs')}",
             "best val acc": round(acc, 4) if isinstance(acc, int | float) else None,
             "duration s": round(d) if (d := runs.duration(r.status)) else None,
-            "status": r.state + (f": {r.status['error']}" if r.status.get("error") else ""),
         })  # fmt: skip
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import time
@@ -144,7 +145,12 @@ def _install_signal_handlers(stop_cb) -> None:
 
 
 def train_run(run_dir, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train the run whose config.json is in run_dir; always leaves a final status, never raises on failure."""
+    """Train the run whose config.json is in run_dir; always leaves a final status, never raises on failure.
+
+    Under the multiworker strategy only the chief writes run_dir; any other worker trains in a scratch copy of
+    config.json (status, progress and its model.keras go there) and deletes it at the end (docs/SCALING.md).
+    """
+    from core import distribute, streaming
     from core.callbacks import ProgressWriter, StopRequest, TargetAccuracy
     from core.models import save_model
 
@@ -152,42 +158,49 @@ def train_run(run_dir, echo: Callable[[str], None] | None = None) -> dict[str, A
     if run is None:
         raise UserError(f"{run_dir} has no config.json")
     cfg = run.config
-    stop_cb = StopRequest(run.path)
+    strategy_name = cfg.get("strategy", "default")
+    # a missing or bad TF_CONFIG is a UserError here, before anything is written
+    is_chief = distribute.is_chief(strategy_name)
+    out = run.path if is_chief else distribute.scratch_run_dir(run.path)
+    stop_cb = StopRequest(out)
     _install_signal_handlers(stop_cb)
-    runs.update_status(run.path, state="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
+    runs.update_status(out, state="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
                        host=socket.gethostname(), started=time.time(), error=None)  # fmt: skip
     try:
         import keras
 
         device = configure_devices()
+        if echo and strategy_name == "multiworker":
+            echo(f"run {run.run_id}: {distribute.task_label()}, waiting for the other workers ...")
+        # before anything runs on TensorFlow: the CPU split and the multi-worker collectives are start-up settings
+        strategy = distribute.get_strategy(strategy_name)
         keras.utils.set_random_seed(cfg["seed"])
         h, w, c = cfg["input_shape"]
         if echo:
             echo(f"loading {cfg['dataset']} at {h}x{w}x{c} ...")
-        data = datasets.load_splits(cfg["dataset"], (h, w), c, val_split=cfg["val_split"], seed=cfg["seed"],
-                                    splits=("train", "val"), limit=cfg.get("limit"))  # fmt: skip
-        train, val = data["train"], data["val"]
+        train, val, streamed = streaming.training_splits(cfg, out / "cache")
         if not len(train):
             raise UserError(f"dataset {cfg['dataset']} has no readable training images")
+        distribute.check_batch_size(cfg["batch_size"], strategy)
+        distribute.check_same_run(strategy, cfg, (len(train), len(val)))
         k = len(cfg["class_names"])
         counts = [int((train.y == i).sum()) for i in range(k)]
         cw = datasets.class_weights(counts, cfg["class_weights"])
-        from core import distribute
-
-        strategy = distribute.get_strategy(cfg.get("strategy", "default"))
         with strategy.scope():
             model = build_for_config(cfg)
             architectures.compile_model(model, cfg["output_kind"], cfg["label_mode"], cfg["optimizer"],
                                         cfg["learning_rate"])  # fmt: skip
         to_ds = dict(num_classes=k, label_mode=cfg["label_mode"])
-        train_ds = datasets.make_tf_dataset(train, cfg["batch_size"], shuffle=True, seed=cfg["seed"], **to_ds)
-        val_ds = (
-            datasets.make_tf_dataset(val, cfg["batch_size"], shuffle=False, **to_ds) if len(val) else None
-        )
-        is_chief = distribute.is_chief(cfg.get("strategy", "default"))
+        train_ds = streaming.make_dataset(train, cfg["batch_size"], shuffle=True, seed=cfg["seed"], **to_ds)
+        val_ds = streaming.make_dataset(val, cfg["batch_size"], shuffle=False, **to_ds) if len(val) else None
+        if strategy_name == "multiworker":
+            train_ds = distribute.shard_by_data(train_ds)
+            val_ds = distribute.shard_by_data(val_ds) if val_ds is not None else None
+        distribute.prepare_model(model, strategy, train_ds.element_spec)
+        stopper = distribute.synced_stop(stop_cb, strategy) if strategy_name == "multiworker" else stop_cb
         callbacks: list = [
-            stop_cb,
-            ProgressWriter(run.path, echo=echo if is_chief else None, save_each_epoch=is_chief, meta=cfg),
+            stopper,
+            ProgressWriter(out, echo=echo if is_chief else None, save_each_epoch=True, meta=cfg),
         ]
         monitor = "val_loss" if val_ds is not None else "loss"
         if cfg["early_stopping"]:
@@ -199,30 +212,35 @@ def train_run(run_dir, echo: Callable[[str], None] | None = None) -> dict[str, A
                 cfg["target_accuracy"], "val_accuracy" if val_ds is not None else "accuracy"
             )
             callbacks.append(target_cb)
-        runs.update_status(run.path, device=device, train_images=len(train), val_images=len(val),
-                           params=int(model.count_params()), class_weight_values=cw)  # fmt: skip
-        if stop_cb.requested or runs.stop_requested(run.path):
+        runs.update_status(out, device=device, train_images=len(train), val_images=len(val),
+                           params=int(model.count_params()), class_weight_values=cw, streamed=streamed,
+                           **distribute.describe(strategy, strategy_name))  # fmt: skip
+        if distribute.any_worker(strategy, stop_cb.requested or runs.stop_requested(out)):
             stop_cb.requested = True
         else:
-            model.fit(train_ds, validation_data=val_ds, epochs=cfg["epochs"], class_weight=cw, shuffle=False,
-                      callbacks=callbacks, verbose=0)  # fmt: skip
-        if is_chief:
-            save_model(model, run.path / "model.keras", cfg)
-        epochs, _ = runs.read_progress(run.path)
+            with distribute.cluster_errors(strategy_name):
+                model.fit(train_ds, validation_data=val_ds, epochs=cfg["epochs"], class_weight=cw,
+                          shuffle=False, callbacks=callbacks, verbose=0)  # fmt: skip
+        # every worker saves (TF's rule for multi-worker); a non-chief's copy is in its scratch dir
+        save_model(model, out / "model.keras", cfg)
+        epochs, _ = runs.read_progress(out)
         state = "stopped" if stop_cb.requested else "completed"
         note = None
         if target_cb and target_cb.reached_at:
             note = f"reached target accuracy {cfg['target_accuracy']:.0%} at epoch {target_cb.reached_at}"
-        return runs.update_status(run.path, state=state, ended=time.time(), note=note,
+        return runs.update_status(out, state=state, ended=time.time(), note=note,
                                   best_val_accuracy=runs.best_val_accuracy(epochs))  # fmt: skip
     except UserError as exc:
-        return runs.update_status(run.path, state="failed", ended=time.time(), error=str(exc))
+        return runs.update_status(out, state="failed", ended=time.time(), error=str(exc))
     except Exception as exc:  # the one-line reason goes to status; the full trace to the job log
         traceback.print_exc()
         line = (str(exc).strip().splitlines() or [""])[0][:300]
         return runs.update_status(
-            run.path, state="failed", ended=time.time(), error=f"{type(exc).__name__}: {line}"
+            out, state="failed", ended=time.time(), error=f"{type(exc).__name__}: {line}"
         )
+    finally:
+        if not is_chief:
+            shutil.rmtree(out, ignore_errors=True)
 
 
 def start_run(req: TrainRequest) -> runs.Run:

@@ -101,6 +101,9 @@ def test_stop_request_ends_a_job_as_stopped_with_a_loadable_model():
 
 
 def test_sigkill_leaves_no_model_that_fails_to_load_and_is_marked_failed():
+    make_dataset("earlier", per_class=6)
+    earlier = train_tiny_run("earlier")
+    before = {p.name: p.read_bytes() for p in earlier.path.iterdir()}
     run = _slow_job("killme")
     assert _wait_for(lambda: (run.path / "model.keras").exists(), 180), "no epoch finished"
     time.sleep(0.3)
@@ -112,6 +115,10 @@ def test_sigkill_leaves_no_model_that_fails_to_load_and_is_marked_failed():
     # a half-written temp model, if the kill landed mid-save, is never the model.keras a reader opens
     for tmp in run.path.glob(".model.keras.*"):
         assert tmp.name != "model.keras"
+    # every earlier run is intact and loadable
+    assert {p.name: p.read_bytes() for p in earlier.path.iterdir()} == before
+    assert jobs.get(earlier.run_id).state == "completed"
+    models.load_run_model(jobs.get(earlier.run_id))
 
 
 def test_cli_train_prints_epochs_and_run_id_last(isolated_dirs):
