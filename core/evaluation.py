@@ -81,7 +81,8 @@ def _model_input(model: Any) -> Any:
 
 
 def _check_images(model: Any, images: np.ndarray) -> np.ndarray:
-    x = np.asarray(images, dtype=np.float32)
+    """Shape check only: batches become float32 one at a time, so a big uint8 split is never copied whole."""
+    x = np.asarray(images)
     if x.ndim != 4:
         raise UserError(f"expected a batch of images shaped (N, H, W, C), got shape {tuple(x.shape)}")
     try:
@@ -105,7 +106,7 @@ def _run_batches(fn: Any, x: np.ndarray, batch_size: int, progress: Progress | N
     batch_size = max(1, int(batch_size))
     chunks: list[np.ndarray] = []
     for start in range(0, n, batch_size):
-        out = fn(x[start : start + batch_size], training=False)
+        out = fn(np.asarray(x[start : start + batch_size], dtype=np.float32), training=False)
         if isinstance(out, list | tuple):
             out = out[0]
         chunks.append(np.asarray(keras.ops.convert_to_numpy(out)))

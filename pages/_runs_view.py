@@ -11,7 +11,7 @@ from pages import _shared
 
 
 @st.cache_data(show_spinner="Exporting…", max_entries=4)
-def _export_bytes(run_id: str, fmt: str, mtime: float) -> tuple[str, bytes]:
+def _export_bytes(run_id: str, fmt: str, mtime: int) -> tuple[str, bytes]:
     import tempfile
     from pathlib import Path
 
@@ -36,7 +36,7 @@ def _export_box(run: runs.Run) -> None:
             st.session_state.export_ready = (
                 run.run_id,
                 fmt,
-                *_export_bytes(run.run_id, fmt, run.model_path.stat().st_mtime),
+                *_export_bytes(run.run_id, fmt, run.model_path.stat().st_mtime_ns),
             )
         except UserError as exc:
             _shared.error(exc)
@@ -44,6 +44,16 @@ def _export_box(run: runs.Run) -> None:
     if ready and ready[0] == run.run_id and ready[1] == fmt:
         c2.download_button(f"Download {ready[2]}", ready[3], file_name=ready[2], key="export_download",
                            icon=":material/download:")  # fmt: skip
+
+
+def export_active() -> None:
+    """Export follows the active run (sidebar), so it is one click away after training."""
+    run = _shared.active_run()
+    if run is None or not run.has_model:
+        return
+    st.subheader("Export")
+    st.caption(f"Active run **{run.run_id}**")
+    _export_box(run)
 
 
 def render() -> None:
@@ -59,7 +69,7 @@ def render() -> None:
     rows = picked.selection.rows if picked else []
     chosen = [all_runs[i] for i in rows if i < len(all_runs)]
     if not chosen:
-        st.caption("Select one run to use, export or delete it; two or more to compare their curves.")
+        st.caption("Select one run to make it active or delete it; two or more to compare their curves.")
         return
     if len(chosen) > 1:
         series = {r.run_id: runs.read_progress(r.path)[0] for r in chosen}
@@ -78,5 +88,3 @@ def render() -> None:
                 st.rerun()
             except UserError as exc:
                 _shared.error(exc)
-    if run.has_model:
-        _export_box(run)

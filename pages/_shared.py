@@ -53,14 +53,14 @@ def list_runs() -> list[runs.Run]:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
-def _load_run_model(run_id: str, mtime: float) -> models.LoadedModel:
+def _load_run_model(run_id: str, mtime: int) -> models.LoadedModel:
     return models.load_run_model(runs.get_run(run_id))
 
 
 def loaded_model(run: runs.Run) -> models.LoadedModel:
     """Cached per run and model file mtime, so a retrained or re-saved model is picked up."""
     try:
-        mtime = run.model_path.stat().st_mtime
+        mtime = run.model_path.stat().st_mtime_ns
     except OSError:
         raise UserError(f"run {run.run_id} has no saved model (was it deleted?)") from None
     return _load_run_model(run.run_id, mtime)

@@ -17,7 +17,7 @@ COLORMAPS = ["viridis", "magma", "gray", "cividis", "coolwarm"]
 
 
 @st.cache_resource(max_entries=4, show_spinner="Building the feature-map model…")
-def _extractor(run_id: str, mtime: float, pooling: bool, _model) -> inspection.FeatureMapExtractor:
+def _extractor(run_id: str, mtime: int, pooling: bool, _model) -> inspection.FeatureMapExtractor:
     """Built once per loaded model (and pooling choice): rebuilding the sub-model costs more than running it."""
     return inspection.FeatureMapExtractor(_model, include_pooling=pooling)
 
@@ -60,7 +60,7 @@ def _feature_maps(run: runs.Run, lm: models.LoadedModel, x: np.ndarray) -> None:
     st.caption(
         f"One tile per channel, 8 to a row, each scaled to its own min–max; at most {MAX_MAPS} a layer."
     )
-    ext = _extractor(run.run_id, run.model_path.stat().st_mtime, pooling, lm.model)
+    ext = _extractor(run.run_id, run.model_path.stat().st_mtime_ns, pooling, lm.model)
     for i, (name, maps) in enumerate(ext(x)):
         if i % 2 == 0:
             cols = st.columns(2)

@@ -131,6 +131,7 @@ def main() -> None:
     if watched:
         _live(watched)
     _runs_view.render()
+    _runs_view.export_active()
 
 
 main()

@@ -110,6 +110,9 @@ def browser(chromium_path):
 
 @pytest.fixture
 def page(browser):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=90_000)  # TensorFlow work behind a page can take a while on 2 cores
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = ctx.new_page()
     pg.set_default_timeout(60_000)
