@@ -31,7 +31,15 @@ def _steady(seconds: list[float]) -> float:
     return sum(rest) / len(rest)
 
 
-def overhead(dataset: str, preset: str, epochs: int, batch: int, limit: int) -> dict:
+def overhead(dataset: str, preset: str, epochs: int, batch: int, limit: int, rounds: int = 2) -> dict:
+    """Alternate bare and ours `rounds` times so background load hits both alike; report the median ratio."""
+    results = [_overhead_once(dataset, preset, epochs, batch, limit) for _ in range(rounds)]
+    ratios = sorted(r["ratio"] for r in results)
+    return {**results[0], "rounds": results, "ratio": ratios[len(ratios) // 2] if len(ratios) % 2 else
+            sum(ratios[len(ratios) // 2 - 1 : len(ratios) // 2 + 1]) / 2}  # fmt: skip
+
+
+def _overhead_once(dataset: str, preset: str, epochs: int, batch: int, limit: int) -> dict:
     env = {**os.environ}
     with tempfile.TemporaryDirectory() as runs_dir:
         env["CONVNET_RUNS_DIR"] = runs_dir
@@ -105,8 +113,10 @@ def main() -> None:
               "using the embedded sample")  # fmt: skip
     print(f"== harness overhead ({dataset}, fast preset)")
     ov = overhead(dataset, "fast", epochs=3 if full else 4, batch=128, limit=0)
-    print(f"  bare model.fit: {ov['bare_images_per_s']:.0f} img/s   python -m core train: "
-          f"{ov['ours_images_per_s']:.0f} img/s   ratio {ov['ratio']:.3f} (goal >= 0.98)")  # fmt: skip
+    for r in ov["rounds"]:
+        print(f"  bare model.fit: {r['bare_images_per_s']:.0f} img/s   python -m core train: "
+              f"{r['ours_images_per_s']:.0f} img/s   ratio {r['ratio']:.3f}")  # fmt: skip
+    print(f"  median ratio {ov['ratio']:.3f} (goal >= 0.98)")
     print(f"== time to 90% test accuracy ({dataset})")
     target = 0.90 if full else 0.85
     fast = time_to_accuracy(dataset, "fast", target, max_epochs=15, batch=128)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from core import paths, runs, training
@@ -45,3 +46,14 @@ def train_tiny_run(dataset: str, preset: str = "fast", epochs: int = 1, **kwargs
     status = training.train_run(run.path)
     assert status["state"] == "completed", status
     return runs.get_run(run.run_id)
+
+
+def module_run(tmp_path_factory, label: str) -> tuple[Path, str, runs.Run]:
+    """One real run shared by a test module (training is the slow part), in its own data and runs folders."""
+    root = tmp_path_factory.mktemp(label)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
+        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+        name = make_dataset()
+        run = train_tiny_run(name)
+    return root, name, run

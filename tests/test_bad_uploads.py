@@ -18,13 +18,7 @@ HUGE_IMAGE = crafted_png(40000, 40000)  # 1.6 gigapixels claimed in a few hundre
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bad_uploads")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
-        name = helpers.make_dataset()
-        run = helpers.train_tiny_run(name)
-    return root, name, run
+    return helpers.module_run(tmp_path_factory, "bad_uploads")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -64,3 +65,25 @@ def test_errors_are_one_line_with_non_zero_exit(tmp_path):
     assert_one_line_error(cli("export", "--run", "nope", "--format", "keras"), "no run")
     usage = cli("train", "--epochs", "banana")
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_predict_and_export_on_a_trained_run(tmp_path):
+    from tests.helpers import make_dataset, train_tiny_run
+
+    make_dataset("p", per_class=6)
+    run = train_tiny_run("p")
+    good = next((tmp_path / "data" / "p" / "square").glob("*.png"))
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    out = cli("predict", "--run", run.run_id, str(good), str(bad))
+    assert out.returncode == 1 and "Traceback" not in out.stderr  # one image failed
+    first, second = (json.loads(line) for line in out.stdout.strip().splitlines())
+    assert first["file"] == str(good) and set(first["probabilities"]) == {"circle", "square", "stripes"}
+    assert abs(sum(first["probabilities"].values()) - 1) < 1e-5
+    assert second["file"] == str(bad) and "not an image" in second["error"]
+    ok = cli("predict", "--model", str(run.model_path), str(good))
+    assert ok.returncode == 0 and json.loads(ok.stdout)["probabilities"] == first["probabilities"]
+    dest = tmp_path / "m.tflite"
+    exp = cli("export", "--run", run.run_id, "--format", "tflite", "--out", str(dest))
+    assert exp.returncode == 0, exp.stderr
+    assert exp.stdout.strip() == str(dest) and dest.stat().st_size > 1000

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import images, models
 from tests import helpers
+from tests.apptest_support import open_trained_page
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,42 +23,12 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One real run for the whole module (training is the slow part), in its own data and runs folders."""
-    root = tmp_path_factory.mktemp("classify")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
-        name = helpers.make_dataset()
-        run = helpers.train_tiny_run(name)
-    return root, name, run
+    return helpers.module_run(tmp_path_factory, "classify")
 
 
 @pytest.fixture
 def app(trained, isolated_dirs, monkeypatch):
-    root, name, run = trained
-    monkeypatch.setenv("CONVNET_DATA_DIR", str(root / "data"))
-    monkeypatch.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.session_state["active_dataset"] = name  # the Datasets page opens first; keep its quality check tiny
-    at.run()
-    at.switch_page("pages/classify.py")
-    page = _Page(at, run.run_id)
-    page.run()
-    return page
-
-
-class _Page:
-    """One AppTest on the page under test; every run must end without an exception."""
-
-    def __init__(self, at: AppTest, run_id: str) -> None:
-        self.at, self.run_id = at, run_id
-
-    def run(self) -> AppTest:
-        self.at.run()
-        assert not self.at.exception, self.at.exception
-        assert self.at.session_state["active_run"] == self.run_id  # the sidebar picked the trained run
-        return self.at
+    return open_trained_page(trained, monkeypatch, "pages/classify.py")
 
 
 def _png(trained, cls: str, i: int = 0) -> bytes:

@@ -7,53 +7,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core import images, inspection, models
 from tests import helpers
+from tests.apptest_support import open_trained_page
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("inspect")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
-        name = helpers.make_dataset()
-        run = helpers.train_tiny_run(name)
-    return root, name, run
-
-
-class _Page:
-    """One AppTest on the page under test; every run must end without an exception."""
-
-    def __init__(self, at: AppTest, run_id: str) -> None:
-        self.at, self.run_id = at, run_id
-
-    def run(self) -> AppTest:
-        self.at.run()
-        assert not self.at.exception, self.at.exception
-        assert self.at.session_state["active_run"] == self.run_id  # the sidebar picked the trained run
-        return self.at
+    return helpers.module_run(tmp_path_factory, "inspect")
 
 
 @pytest.fixture
 def app(trained, isolated_dirs, monkeypatch):
-    root, name, run = trained
-    monkeypatch.setenv("CONVNET_DATA_DIR", str(root / "data"))
-    monkeypatch.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.session_state["active_dataset"] = name
-    at.run()
-    at.switch_page("pages/inspect.py")
-    page = _Page(at, run.run_id)
-    page.run()
-    return page
+    return open_trained_page(trained, monkeypatch, "pages/inspect.py")
 
 
 def _png(trained, cls: str) -> bytes:

@@ -57,3 +57,22 @@ def test_classify_then_inspect_an_uploaded_png(trained_server, page):
     assert page.get_by_test_id("stException").count() == 0
     page.wait_for_timeout(500)
     screenshot(page, "inspect")
+
+
+def test_bad_uploads_in_the_browser_answer_with_a_message(trained_server, page, tmp_path):
+    """A non-image, an empty file and a 1.6-gigapixel PNG of a few hundred bytes, then a good image."""
+    from tests.test_images import crafted_png
+
+    files = {"notes.png": b"just text", "empty.png": b"", "huge.png": crafted_png(40000, 40000)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    page.goto(f"{trained_server.url}/classify")
+    expect(page.get_by_text("input 28×28×1")).to_be_visible(timeout=90_000)
+    upload = page.get_by_test_id("stFileUploaderDropzoneInput")
+    upload.set_input_files([str(tmp_path / n) for n in files] + [str(_trouser_png())])
+    alerts = page.get_by_test_id("stAlertContentError")
+    expect(alerts.nth(2)).to_be_visible(timeout=60_000)
+    text = " ".join(alerts.all_inner_texts())
+    assert "not an image" in text and "empty" in text and "image too large: 1600 megapixels" in text, text
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the good image still classifies
+    assert page.get_by_test_id("stException").count() == 0

@@ -1,0 +1,19 @@
+"""Run every benchmark in turn (`make bench`); each prints its table and writes bench/results/<name>.json."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+if __name__ == "__main__":
+    failed = []
+    for script in ("bench_train.py", "bench_inspect.py", "bench_distribute.py"):
+        print(f"\n######## {script}", flush=True)
+        if subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], cwd=HERE.parent).returncode:
+            failed.append(script)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        sys.exit(1)
