@@ -48,3 +48,22 @@ def test_builder_preset_summary():
     assert not at.exception
     rows = at.dataframe[0].value
     assert list(rows["type"]).count("Conv2D") == 3
+
+
+def test_stop_button_ends_the_job_as_stopped():
+    import time
+
+    make_dataset("long", per_class=30, size=32)
+    at = open_page("pages/train.py", active_dataset="long")
+    at.number_input(key="epochs_fast").set_value(500).run()
+    at.number_input(key="batch_fast").set_value(4).run()
+    at.button(key="train").click().run()
+    (run,) = runs.list_runs()
+    deadline = time.time() + 120
+    while runs.read_progress(run.path)[1] is None and time.time() < deadline:
+        time.sleep(0.3)
+    at.run()
+    at.button(key=f"stop_{run.run_id}").click().run()
+    assert not at.exception
+    final = jobs.wait(run.run_id, timeout_s=120)
+    assert final.state == "stopped" and final.status["epochs_done"] < 500 and final.has_model
