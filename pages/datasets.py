@@ -76,7 +76,8 @@ def _samples_grid(info: datasets.DatasetInfo, mtime: float) -> None:
     shown = _samples(info.name, 8, seed, mtime)
     for c, items in shown.items():
         if items:
-            st.image([a for _, a in items], caption=[c] + [""] * (len(items) - 1), width=72)
+            st.caption(f"**{c}** · {info.class_totals().get(c, 0):,} images")
+            st.image([a for _, a in items], width=72)
 
 
 def _quality_box(info: datasets.DatasetInfo, mtime: float) -> None:
