@@ -2,52 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import models, prediction
+from core import prediction
 from core.errors import UserError
-from pages import _image_input, _shared
+from pages import _image_input, _model_input, _shared
 
-MODEL_SOURCES = ["Use active run", "Upload a .keras model"]
 MAX_CARDS = 12  # detailed cards; the table holds every image
 SHOW_SIDE = 196  # small inputs are shown upscaled to about this many pixels
 FIXED_COLUMNS = ("file", "top class", "confidence", "error")
-
-
-@st.cache_resource(max_entries=2, show_spinner="Loading the uploaded model…")
-def _uploaded_model(digest: str, name: str, _data: bytes) -> models.LoadedModel:
-    return models.load_uploaded(_data, name)
-
-
-def _model() -> tuple[models.LoadedModel | None, str | None]:
-    """The model to use and the dataset its random samples come from (raises UserError)."""
-    src = st.radio("Model", MODEL_SOURCES, horizontal=True, key="clf_model_source")
-    if src == MODEL_SOURCES[0]:
-        run = _shared.need_run("Classify")
-        if run is None:
-            return None, None
-        return _shared.loaded_model(run), run.config.get("dataset")
-    up = st.file_uploader("A .keras model file", type=["keras"], key="clf_model_file")
-    if up is None:
-        st.info("Upload a model saved with `model.save('name.keras')`. Models with Lambda layers are refused: "
-                "they could run arbitrary code.", icon=":material/upload_file:")  # fmt: skip
-        return None, None
-    data = up.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    lm = _uploaded_model(digest, up.name, data)
-    meta = models.read_meta(io.BytesIO(data))  # type: ignore[arg-type]  # zipfile reads file objects too
-    if not meta.get("class_names"):
-        typed = st.text_input("Class names (comma-separated, in the order of the model's outputs)",
-                              value=", ".join(lm.class_names), key=f"clf_class_names_{digest[:16]}")  # fmt: skip
-        names = [n.strip() for n in typed.split(",") if n.strip()]
-        lm = models.describe(lm.model, {"output_kind": lm.output_kind}, up.name, names)
-    return lm, meta.get("dataset") or st.session_state.get("active_dataset")
 
 
 def _upscale(img: np.ndarray) -> np.ndarray:
@@ -127,7 +93,7 @@ def main() -> None:
     _shared.page_guard()
     st.title("Classify")
     try:
-        lm, dataset = _model()
+        lm, dataset, _ = _model_input.pick_model("clf", "Classify")
     except UserError as exc:
         _shared.error(exc)
         return

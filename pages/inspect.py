@@ -1,4 +1,4 @@
-"""Inspect: what the active run's CNN computes for one image: feature maps, kernels, Grad-CAM, dense activations."""
+"""Inspect: what a CNN (active run or uploaded .keras) computes for one image: maps, kernels, Grad-CAM."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import inspection, models, prediction, runs
+from core import inspection, models, prediction
 from core.errors import UserError
-from pages import _image_input, _shared
+from pages import _image_input, _model_input, _shared
 
 MAX_MAPS = 64  # wider layers get unreadable; the caption says how many are left out
 CELL = 56  # feature maps are upscaled (nearest-neighbour) to about this many pixels a side
@@ -17,7 +17,7 @@ COLORMAPS = ["viridis", "magma", "gray", "cividis", "coolwarm"]
 
 
 @st.cache_resource(max_entries=4, show_spinner="Building the feature-map model…")
-def _extractor(run_id: str, mtime: int, pooling: bool, _model) -> inspection.FeatureMapExtractor:
+def _extractor(model_key: str, pooling: bool, _model) -> inspection.FeatureMapExtractor:
     """Built once per loaded model (and pooling choice): rebuilding the sub-model costs more than running it."""
     return inspection.FeatureMapExtractor(_model, include_pooling=pooling)
 
@@ -52,7 +52,7 @@ def _prediction_and_cam(lm: models.LoadedModel, x: np.ndarray, seen: np.ndarray,
     c2.image(blended, caption=f"Grad-CAM for {lm.class_names[cls]}: where the evidence is", width=SHOW_SIDE)
 
 
-def _feature_maps(run: runs.Run, lm: models.LoadedModel, x: np.ndarray) -> None:
+def _feature_maps(model_key: str, lm: models.LoadedModel, x: np.ndarray) -> None:
     st.subheader("Feature maps")
     a, b, _ = st.columns([1, 1, 1], vertical_alignment="bottom")
     pooling = a.checkbox("Include pooling layers", key="ins_pooling")
@@ -60,7 +60,7 @@ def _feature_maps(run: runs.Run, lm: models.LoadedModel, x: np.ndarray) -> None:
     st.caption(
         f"One tile per channel, 8 to a row, each scaled to its own min–max; at most {MAX_MAPS} a layer."
     )
-    ext = _extractor(run.run_id, run.model_path.stat().st_mtime_ns, pooling, lm.model)
+    ext = _extractor(model_key, pooling, lm.model)
     for i, (name, maps) in enumerate(ext(x)):
         if i % 2 == 0:
             cols = st.columns(2)
@@ -98,17 +98,16 @@ def _dense(lm: models.LoadedModel, x: np.ndarray) -> None:
 def main() -> None:
     _shared.page_guard()
     st.title("Inspect")
-    run = _shared.need_run("Inspect")
-    if run is None:
-        return
     try:
-        lm = _shared.loaded_model(run)
+        lm, dataset, model_key = _model_input.pick_model("ins", "Inspect")
     except UserError as exc:
         _shared.error(exc)
         return
+    if lm is None:
+        return
     h, w, c = lm.input_shape
-    st.caption(f"Model **{run.run_id}** · input {h}×{w}×{c} · {len(lm.class_names)} classes")
-    items = _image_input.pick_images("ins", c, run.config.get("dataset"), multiple=False)
+    st.caption(f"Model **{lm.source}** · input {h}×{w}×{c} · {len(lm.class_names)} classes")
+    items = _image_input.pick_images("ins", c, dataset, multiple=False)
     if not items:
         st.info("Pick an image above to look inside the model.", icon=":material/image:")
         return
@@ -116,7 +115,7 @@ def main() -> None:
     try:
         x, seen = prediction.prepare_for(lm, src, name)
         _prediction_and_cam(lm, x, seen, name)
-        _feature_maps(run, lm, x)
+        _feature_maps(model_key, lm, x)
         _kernels(lm)
         _dense(lm, x)
     except UserError as exc:

@@ -89,3 +89,21 @@ def test_a_dataset_sample_is_inspected(app, trained):
     caps = _captions(at)
     assert any("(true class: " in c for c in caps)
     assert sum(" maps of " in c for c in caps) == 2
+
+
+def test_an_uploaded_keras_model_is_inspected(app, trained):
+    """Bring your own model: the run's .keras file uploaded by hand gives the same grids and class names."""
+    run = trained[2]
+    source = app.at.radio(key="ins_model_source")
+    source.set_value(source.options[1])
+    app.at.run()
+    app.at.file_uploader(key="ins_model_file").set_value(
+        ("mine.keras", run.model_path.read_bytes(), "application/zip")
+    )
+    app.at.run()
+    app.at.file_uploader(key="ins_files").set_value(("c.png", _png(trained, "circle"), "image/png"))
+    at = app.at.run()
+    assert not at.exception and not at.error
+    assert any("mine.keras" in c.value for c in at.caption)
+    caps = _captions(at)
+    assert sum(" maps of " in c for c in caps) == 2 and any(c.startswith("Grad-CAM for ") for c in caps)
