@@ -55,7 +55,7 @@ def _request(args):
         optimizer=args.optimizer, learning_rate=args.lr, seed=args.seed, val_split=args.val_split,
         image_size=tuple(args.image_size) if args.image_size else None, channels=args.channels,
         class_weights=args.class_weights, early_stopping=args.early_stopping, restore_best=not args.no_restore_best,
-        target_accuracy=args.target_accuracy, weights=args.weights, limit=args.limit, strategy=args.strategy,
+        target_accuracy=args.target_accuracy, weights=args.weights, limit=args.limit, strategy=args.strategy or "default",
     )  # fmt: skip
 
 
@@ -64,6 +64,9 @@ def cmd_train(args) -> int:
 
     if args.run:
         run = runs.get_run(args.run)
+        planned = run.config.get("strategy", "default")
+        if args.strategy and args.strategy != planned:
+            raise UserError(f"run {run.run_id} was created for --strategy {planned}, not {args.strategy}")
     else:
         if not args.dataset:
             raise UserError("train needs --dataset NAME (or --run RUN-ID)")
@@ -174,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", default="imagenet", help="transfer presets: imagenet, random, or a weights file"
     )
     p.add_argument("--limit", type=int, help="at most this many images per split")
-    p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
+    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"],
+                   help="default: one device; with --run, the run's own strategy")  # fmt: skip
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_train)
     sub.add_parser("runs", help="list runs").set_defaults(fn=cmd_runs)

@@ -87,3 +87,14 @@ def test_predict_and_export_on_a_trained_run(tmp_path):
     exp = cli("export", "--run", run.run_id, "--format", "tflite", "--out", str(dest))
     assert exp.returncode == 0, exp.stderr
     assert exp.stdout.strip() == str(dest) and dest.stat().st_size > 1000
+
+
+def test_train_run_with_another_strategy_is_refused(isolated_dirs):
+    from core import training
+    from tests.helpers import make_dataset
+
+    make_dataset("s", per_class=3)
+    run = training.start_run(training.TrainRequest(dataset="s", epochs=1))
+    assert_one_line_error(
+        cli("train", "--run", run.run_id, "--strategy", "mirrored"), "created for --strategy default"
+    )
