@@ -233,11 +233,24 @@ def default_input_shape(info: DatasetInfo, sample: int = 200) -> tuple[int, int,
     """The most common image size, and 1 channel only when every probed image is grayscale."""
     if info.kind != "folder":
         return keras_datasets.SOURCES[info.name].shape
-    rep = quality_report(info, limit=sample)
+    stamp = (str(info.path), info.path.stat().st_mtime_ns if info.path else 0, info.total, sample)
+    return _probed_shape(stamp, info)
+
+
+_shape_cache: dict[tuple, tuple[int, int, int]] = {}
+
+
+def _probed_shape(stamp: tuple, info: DatasetInfo) -> tuple[int, int, int]:
+    """Probing decodes up to `sample` images; the Train page asks on every rerun, so remember the answer per
+    folder state (path, mtime, image count)."""
+    if stamp in _shape_cache:
+        return _shape_cache[stamp]
+    rep = quality_report(info, limit=stamp[3])
     if not rep.sizes:
         raise UserError(f"dataset {info.name} has no readable images")
     (w, h), _ = rep.sizes.most_common(1)[0]
     channels = 1 if set(rep.modes) <= GRAY_MODES else 3
+    _shape_cache[stamp] = (h, w, channels)
     return (h, w, channels)
 
 

@@ -8,6 +8,7 @@ import io
 import streamlit as st
 
 from core import models
+from core.errors import UserError
 from pages import _shared
 
 MODEL_SOURCES = ["Use active run", "Upload a .keras model"]
@@ -42,3 +43,19 @@ def pick_model(prefix: str, page: str) -> tuple[models.LoadedModel | None, str |
         names = [n.strip() for n in typed.split(",") if n.strip()]
         lm = models.describe(lm.model, {"output_kind": lm.output_kind}, up.name, names)
     return lm, meta.get("dataset") or st.session_state.get("active_dataset"), f"upload:{digest}"
+
+
+def model_header(prefix: str, page: str) -> tuple[models.LoadedModel, str | None, str] | None:
+    """pick_model plus the one-line description every model page shows; None when there is nothing to show."""
+    try:
+        lm, dataset, key = pick_model(prefix, page)
+    except UserError as exc:
+        _shared.error(exc)
+        return None
+    if lm is None:
+        return None
+    h, w, c = lm.input_shape
+    st.caption(
+        f"Model **{lm.source}** · input {h}×{w}×{c} · {len(lm.class_names)} classes · {lm.output_kind} head"
+    )
+    return lm, dataset, key  # type: ignore[return-value]

@@ -92,16 +92,11 @@ def _results(preds: list[prediction.Prediction], threshold: float, class_names: 
 def main() -> None:
     _shared.page_guard()
     st.title("Classify")
-    try:
-        lm, dataset, _ = _model_input.pick_model("clf", "Classify")
-    except UserError as exc:
-        _shared.error(exc)
+    picked = _model_input.model_header("clf", "Classify")
+    if picked is None:
         return
-    if lm is None:
-        return
-    h, w, c = lm.input_shape
-    st.caption(f"Model **{lm.source}** · input {h}×{w}×{c} · {len(lm.class_names)} classes · "
-               f"{lm.output_kind} head")  # fmt: skip
+    lm, dataset, _ = picked
+    c = lm.input_shape[2]
     items = _image_input.pick_images("clf", c, dataset)
     threshold = st.slider("Reject threshold", 0.0, 1.0, 0.5, 0.05, key="clf_threshold",
                           help="Below this confidence the answer is “unknown”.")  # fmt: skip

@@ -98,15 +98,11 @@ def _dense(lm: models.LoadedModel, x: np.ndarray) -> None:
 def main() -> None:
     _shared.page_guard()
     st.title("Inspect")
-    try:
-        lm, dataset, model_key = _model_input.pick_model("ins", "Inspect")
-    except UserError as exc:
-        _shared.error(exc)
+    picked = _model_input.model_header("ins", "Inspect")
+    if picked is None:
         return
-    if lm is None:
-        return
-    h, w, c = lm.input_shape
-    st.caption(f"Model **{lm.source}** · input {h}×{w}×{c} · {len(lm.class_names)} classes")
+    lm, dataset, model_key = picked
+    c = lm.input_shape[2]
     items = _image_input.pick_images("ins", c, dataset, multiple=False)
     if not items:
         st.info("Pick an image above to look inside the model.", icon=":material/image:")
