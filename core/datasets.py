@@ -17,7 +17,7 @@ from PIL import Image
 
 from core import keras_datasets
 from core.errors import UserError
-from core.images import ALLOWED_EXTENSIONS, load_image, to_mode, to_model_input
+from core.images import ALLOWED_EXTENSIONS, load_image, to_mode, to_uint8_input
 from core.paths import EMBEDDED_DATASET, data_dir, embedded_dataset_dir
 
 SPLIT_ALIASES = {
@@ -294,10 +294,10 @@ def split_file_lists(info: DatasetInfo, val_split: float, seed: int) -> dict[str
     return out
 
 
-def _decode(path: Path, image_size: tuple[int, int], channels: int) -> np.ndarray | None:
+def decode_file(path: Path, image_size: tuple[int, int], channels: int) -> np.ndarray | None:
+    """One file as stored for training (uint8 at the model's size and channels); None when unreadable."""
     try:
-        img = to_mode(load_image(path, name=path.name), channels)
-        return np.clip(np.rint(to_model_input(img, image_size, channels)), 0, 255).astype(np.uint8)
+        return to_uint8_input(load_image(path, name=path.name), image_size, channels)
     except UserError:
         return None
 
@@ -306,7 +306,7 @@ def decode_files(items: list[tuple[Path, int]], image_size: tuple[int, int], cha
     """Decode once with the same code prediction uses; unreadable files are dropped (the quality report lists them)."""
     h, w = image_size
     with ThreadPoolExecutor(4) as pool:
-        arrays = list(pool.map(lambda it: _decode(it[0], image_size, channels), items))
+        arrays = list(pool.map(lambda it: decode_file(it[0], image_size, channels), items))
     keep = [i for i, a in enumerate(arrays) if a is not None]
     x = np.stack([arrays[i] for i in keep]) if keep else np.zeros((0, h, w, channels), np.uint8)
     y = np.array([items[i][1] for i in keep], dtype=np.int64)
@@ -318,9 +318,7 @@ def _resize_arrays(x: np.ndarray, image_size: tuple[int, int], channels: int) ->
         return x
     out = np.empty((len(x), *image_size, channels), np.uint8)
     for i, a in enumerate(x):
-        img = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
-        img = to_mode(img, channels)
-        out[i] = np.clip(np.rint(to_model_input(img, image_size, channels)), 0, 255).astype(np.uint8)
+        out[i] = to_uint8_input(Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a), image_size, channels)
     return out
 
 

@@ -19,7 +19,6 @@ import numpy as np
 from core import datasets, evaluation, models, runs
 from core.atomic import atomic_path, read_json, write_json
 from core.errors import UserError
-from core.images import load_image, to_mode, to_model_input
 
 SOURCE_FILE = "source.json"
 IMAGES_FILE = "images.npy"
@@ -112,11 +111,8 @@ def cached_result(run: runs.Run) -> evaluation.EvaluationResult | None:
 
 def _decode(path: str, size: tuple[int, int], channels: int) -> np.ndarray:
     """Exactly what core.datasets fed the model (same decode, same rounding); black if the file is gone."""
-    try:
-        img = to_mode(load_image(Path(path), name=Path(path).name), channels)
-        return np.clip(np.rint(to_model_input(img, size, channels)), 0, 255).astype(np.uint8)
-    except UserError:
-        return np.zeros((*size, channels), np.uint8)
+    arr = datasets.decode_file(Path(path), size, channels)
+    return np.zeros((*size, channels), np.uint8) if arr is None else arr
 
 
 def sample_images(

@@ -218,6 +218,11 @@ def to_model_input(img: Image.Image, image_size: tuple[int, int], channels: int)
     return arr
 
 
+def to_uint8_input(img: Image.Image, image_size: tuple[int, int], channels: int) -> np.ndarray:
+    """to_model_input rounded to uint8: how decoded datasets are stored, so training sees exactly these pixels."""
+    return np.clip(np.rint(to_model_input(img, image_size, channels)), 0, 255).astype(np.uint8)
+
+
 def prepare(
     source: bytes | Path | str,
     image_size: tuple[int, int],

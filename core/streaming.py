@@ -124,7 +124,7 @@ def stream_dataset(split: StreamSplit, batch_size: int, *, shuffle: bool, seed: 
     c = split.channels
 
     def decode(path: bytes) -> tuple[np.ndarray, bool]:
-        a = datasets._decode(Path(path.decode()), (h, w), c)
+        a = datasets.decode_file(Path(path.decode()), (h, w), c)
         if a is None:  # unreadable: dropped below, as load_splits drops it
             return np.zeros((h, w, c), np.uint8), False
         return a, True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
@@ -116,6 +117,12 @@ def need_run(page: str) -> runs.Run | None:
         )
         return None
     return run
+
+
+def upscale(img: np.ndarray, side: int) -> np.ndarray:
+    """Nearest-neighbour to about `side` pixels, so a 28×28 input stays crisp instead of being blurred."""
+    f = max(1, side // max(img.shape[:2]))
+    return img.repeat(f, axis=0).repeat(f, axis=1)
 
 
 def fmt_seconds(s: float | None) -> str:

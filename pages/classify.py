@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -14,12 +13,6 @@ from pages import _image_input, _model_input, _shared
 MAX_CARDS = 12  # detailed cards; the table holds every image
 SHOW_SIDE = 196  # small inputs are shown upscaled to about this many pixels
 FIXED_COLUMNS = ("file", "top class", "confidence", "error")
-
-
-def _upscale(img: np.ndarray) -> np.ndarray:
-    """Nearest-neighbour, so a 28×28 input stays crisp instead of being blurred by the browser."""
-    f = max(1, SHOW_SIDE // max(img.shape[:2]))
-    return img.repeat(f, axis=0).repeat(f, axis=1)
 
 
 def _chart(pred: prediction.Prediction, threshold: float, key: str) -> None:
@@ -40,7 +33,9 @@ def _card(i: int, pred: prediction.Prediction, threshold: float) -> None:
     with st.container(border=True):
         left, right = st.columns([1, 2], vertical_alignment="center")
         h, w = pred.seen.shape[:2]
-        left.image(_upscale(pred.seen), caption=f"{pred.name} · as the model sees it ({w}×{h})")
+        left.image(
+            _shared.upscale(pred.seen, SHOW_SIDE), caption=f"{pred.name} · as the model sees it ({w}×{h})"
+        )
         label, p = pred.top(threshold)
         with right:
             if label == "unknown":

@@ -22,15 +22,10 @@ def _extractor(model_key: str, pooling: bool, _model) -> inspection.FeatureMapEx
     return inspection.FeatureMapExtractor(_model, include_pooling=pooling)
 
 
-def _upscale(img: np.ndarray, side: int) -> np.ndarray:
-    f = max(1, side // max(img.shape[:2]))
-    return img.repeat(f, axis=0).repeat(f, axis=1)
-
-
 def _prediction_and_cam(lm: models.LoadedModel, x: np.ndarray, seen: np.ndarray, name: str) -> None:
     probs = prediction.probabilities(lm, x[None])[0]
     order = np.argsort(probs)[::-1]
-    shown = _upscale(seen, SHOW_SIDE)
+    shown = _shared.upscale(seen, SHOW_SIDE)
     c1, c2, c3 = st.columns([1, 1, 1.3])
     c1.image(shown, caption=f"{name} · as the model sees it", width=SHOW_SIDE)
     with c3:
