@@ -146,9 +146,17 @@ def cmd_export(args) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints a usage block and then the error; a person gets the one line that says what is wrong."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m core", description="ConvNet Studio command line")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap = OneLineParser(prog="python -m core", description="ConvNet Studio command line")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     sub.add_parser("datasets", help="list datasets with class and image counts").set_defaults(fn=cmd_datasets)
     p = sub.add_parser("download", help="download a Keras dataset (needs internet once)")
     p.add_argument("name", choices=["mnist", "fashion_mnist", "cifar10"])
