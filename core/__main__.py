@@ -140,8 +140,7 @@ def cmd_export(args) -> int:
     from core import export, runs
 
     run = runs.get_run(args.run)
-    out = Path(args.out) if args.out else Path.cwd() / export.default_name(run.run_id, args.format)
-    path = export.export(run.path, args.format, out)
+    path = export.export(run.path, args.format, Path(args.out) if args.out else None)
     print(path)
     return 0
 
@@ -203,12 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True)
     p.add_argument("--limit", type=int)
     p.set_defaults(fn=cmd_evaluate)
-    p = sub.add_parser("export", help="export a run's model")
+    p = sub.add_parser("export", help="export a run's model to a new file or folder (never replaces one)")
     p.add_argument("--run", required=True)
     p.add_argument(
         "--format", required=True, choices=["keras", "savedmodel", "tflite", "tflite-quant", "bundle"]
     )
-    p.add_argument("--out")
+    p.add_argument("--out", help="a new path, or an existing folder to write a new export into "
+                   "(default: runs/ID/exports/)")  # fmt: skip
     p.set_defaults(fn=cmd_export)
     return ap
 

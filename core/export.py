@@ -10,9 +10,11 @@ gets a random flip/rotation/zoom, and TFLite refuses the random ops. We therefor
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
+import stat
 import tempfile
 import warnings
 import zipfile
@@ -38,6 +40,9 @@ FORMAT_LABELS = {
 }
 _SUFFIX = {"keras": ".keras", "savedmodel": "_savedmodel", "tflite": ".tflite", "tflite-quant": "_quant.tflite",
            "bundle": "_bundle.zip"}  # fmt: skip
+
+
+EXPORTS_DIR = "exports"  # inside a run: where an export goes when no --out is given
 
 
 def default_name(run_id: str, fmt: str) -> str:
@@ -144,6 +149,132 @@ def _quiet_tf() -> Iterator[None]:
         yield
 
 
+# ------------------------------------------------------------------------------------------- where it goes
+# An export only ever creates: it never removes, replaces or follows anything already at its target (a folder
+# full of datasets, a symlink, /dev/null). Work happens in a temp file or staging folder beside the target,
+# which is claimed with an exclusive create at the end and cleaned up on any failure.
+
+
+def _existing(path: Path) -> os.stat_result | None:
+    """lstat, so a symlink (even a dangling one) counts as something that is there."""
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise UserError(f"cannot check {path}: {exc.strerror or exc}") from None
+
+
+def _refuse_existing(path: Path) -> None:
+    st = _existing(path)
+    if st is None:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UserError(
+            f"{path} is a symbolic link; choose a new name (export never follows or replaces links)"
+        )
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{path} already exists; choose a new name")
+    raise UserError(f"{path} is not a regular file; choose a new name")
+
+
+def default_target(run_dir: Path, fmt: str) -> Path:
+    """A fresh name in the run's exports/ folder: earlier exports are the app's own, but still never overwritten."""
+    run_dir = Path(run_dir)
+    folder = run_dir / EXPORTS_DIR
+    st = _existing(folder)
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{folder} is not a folder; move it away to export into the run")
+    suffix = _SUFFIX.get(fmt, "")
+    for k in itertools.count(1):
+        path = folder / (f"{run_dir.name}{suffix}" if k == 1 else f"{run_dir.name}-{k}{suffix}")
+        if _existing(path) is None:
+            return path
+    raise AssertionError("unreachable")
+
+
+def resolve_target(run_dir: Path, fmt: str, out: Path | None = None) -> Path:
+    """Where an export of this run goes, checked before anything is written.
+
+    No `out`: the run's exports/ folder. An existing folder (not a link to one): a new file or sub-folder named
+    `default_name` inside it. Anything else must be a new name in an existing folder.
+    """
+    if out is None:
+        return default_target(run_dir, fmt)
+    out = Path(out)
+    st = _existing(out)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        out = out / default_name(Path(run_dir).name, fmt)
+    _refuse_existing(out)
+    if not out.parent.is_dir():
+        raise UserError(f"folder {out.parent} does not exist")
+    return out
+
+
+def _place_file(tmp: Path, path: Path) -> None:
+    """Give the finished temp file its name only if that name is still free (no replace, no link followed)."""
+    try:
+        os.link(tmp, path)  # atomic and exclusive: fails on anything already there, dangling links included
+        return
+    except FileExistsError:
+        _refuse_existing(path)
+        raise UserError(f"{path} already exists; choose a new name") from None
+    except OSError:
+        pass  # a filesystem without hard links: claim the name exclusively, then fill it
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, atomic.FILE_MODE)
+    except FileExistsError:
+        _refuse_existing(path)
+        raise UserError(f"{path} already exists; choose a new name") from None
+    os.close(fd)
+    os.replace(tmp, path)  # replaces only the empty file claimed just above
+
+
+@contextlib.contextmanager
+def _new_file(path: Path) -> Iterator[Path]:
+    """A temp file beside `path` that becomes `path` with normal permissions, or vanishes on any failure."""
+    path = Path(path)
+    _refuse_existing(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}{atomic.TEMP_MARK}", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, atomic.FILE_MODE)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        _place_file(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _new_dir(path: Path) -> Iterator[Path]:
+    """A staging folder to build in; its contents move into `path`, made fresh, or it all vanishes on failure."""
+    path = Path(path)
+    _refuse_existing(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}{atomic.TEMP_MARK}", dir=path.parent))
+    try:
+        built = staging / "out"
+        yield built
+        atomic.normal_permissions(built)
+        try:
+            os.mkdir(path)  # claims the name: fails on anything already there, an empty folder included
+        except FileExistsError:
+            _refuse_existing(path)
+            raise UserError(f"{path} already exists; choose a new name") from None
+        try:
+            for child in built.iterdir():
+                os.rename(child, path / child.name)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)  # made just above, so ours to remove
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------------------- keras
 
 
@@ -151,7 +282,7 @@ def export_keras(run_dir: Path, out: Path) -> Path:
     """Byte-for-byte copy of the run's model.keras; it already is the portable Keras format."""
     src = _model_file(run_dir)
     out = Path(out)
-    with atomic.atomic_path(out) as tmp:
+    with _new_file(out) as tmp:
         shutil.copyfile(src, tmp)
     return out
 
@@ -203,31 +334,14 @@ def _build_savedmodel(model, directory: Path, input_shape: tuple[int, int, int],
     _verify_savedmodel(directory, model, input_shape)
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Swap a finished directory into place: readers see either the old tree or the new one, never half."""
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
-        os.replace(dst, old / dst.name)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
-
-
 def export_savedmodel(run_dir: Path, out_dir: Path) -> Path:
     """TF SavedModel with a `serve` endpoint taking the raw-pixel float32 batch (N, H, W, C)."""
     model = _load_model(run_dir)
     config = _read_config(run_dir)
     shape = _input_shape(model, config)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        built = staging / "saved_model"
+    with _new_dir(out_dir) as built:
         _build_savedmodel(model, built, shape, _run_label(run_dir, config))
-        _replace_dir(built, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 
@@ -260,7 +374,8 @@ def export_tflite(run_dir: Path, out: Path, quantize: bool = False) -> Path:
         _build_savedmodel(model, saved, _input_shape(model, config), label)
         data = _convert_savedmodel(saved, quantize, label)
     out = Path(out)
-    atomic.write_bytes(out, data)
+    with _new_file(out) as tmp:
+        tmp.write_bytes(data)
     return out
 
 
@@ -483,8 +598,9 @@ def export_bundle(
     cfg = _bundle_config(model, config, formats)
     checks: dict[str, TfliteCheck] = {}
 
+    _refuse_existing(out_zip)
     out_zip.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out_zip.name}.", dir=out_zip.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{out_zip.name}{atomic.TEMP_MARK}", dir=out_zip.parent) as tmp:
         root = Path(tmp) / "bundle"
         root.mkdir()
         if "keras" in formats:
@@ -504,7 +620,7 @@ def export_bundle(
         (root / "README.md").write_text(_readme(cfg, formats, bool(checks)))
         if checks:
             (root / "checks.json").write_text(_json({k: asdict(v) for k, v in checks.items()}))
-        with atomic.atomic_path(out_zip, suffix=".zip") as tmp_zip:
+        with _new_file(out_zip) as tmp_zip:
             files = _zip_tree(root, tmp_zip)
     return BundleReport(path=out_zip, files=files, formats=formats, checks=checks)
 
@@ -516,14 +632,24 @@ def _json(obj: Any) -> str:
 # ------------------------------------------------------------------------------------------------ dispatcher
 
 
-def export(run_dir: Path, fmt: str, out: Path) -> Path:
-    """CLI entry: one format name, one output path (a file, or a directory for savedmodel)."""
+def export(run_dir: Path, fmt: str, out: Path | None = None) -> Path:
+    """One format, one new file or folder (see `resolve_target`); returns where it went.
+
+    Everything a person can get wrong (format, a run without a model, the target) is refused before anything is
+    created; nothing that exists is ever removed or replaced.
+    """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    if fmt == "keras":
-        return export_keras(run_dir, out)
-    if fmt == "savedmodel":
-        return export_savedmodel(run_dir, out)
-    if fmt in ("tflite", "tflite-quant"):
-        return export_tflite(run_dir, out, quantize=fmt == "tflite-quant")
-    return export_bundle(run_dir, out).path
+    run_dir = Path(run_dir)
+    _model_file(run_dir)
+    target = resolve_target(run_dir, fmt, out)
+    try:
+        if fmt == "keras":
+            return export_keras(run_dir, target)
+        if fmt == "savedmodel":
+            return export_savedmodel(run_dir, target)
+        if fmt in ("tflite", "tflite-quant"):
+            return export_tflite(run_dir, target, quantize=fmt == "tflite-quant")
+        return export_bundle(run_dir, target).path
+    except OSError as exc:  # disk full, no permission: the person can fix it, so one line
+        raise UserError(f"could not write {target}: {exc.strerror or exc}") from None

@@ -28,7 +28,9 @@ def pick_model(prefix: str, page: str) -> tuple[models.LoadedModel | None, str |
             return None, None, None
         lm = _shared.loaded_model(run)
         return lm, run.config.get("dataset"), f"{run.run_id}:{run.model_path.stat().st_mtime_ns}"
-    up = st.file_uploader("A .keras model file", type=["keras"], key=f"{prefix}_model_file")
+    up = st.file_uploader(
+        "A .keras model file", type=["keras"], key=f"{prefix}_model_file", max_upload_size=256
+    )
     if up is None:
         st.info("Upload a model saved with `model.save('name.keras')`. Models with Lambda layers are refused: "
                 "they could run arbitrary code.", icon=":material/upload_file:")  # fmt: skip

@@ -123,8 +123,10 @@ def test_savedmodel_serve_matches_keras_and_ignores_augmentation(trained):
     served = loaded.signatures["serving_default"](images=tf.constant(x[:4]))
     np.testing.assert_allclose(np.asarray(next(iter(served.values()))), expected[:4], atol=1e-5, rtol=0)
 
-    again = ex.export(trained["run_dir"], "savedmodel", out)  # replacing an existing export works
-    assert again == out and (out / "saved_model.pb").is_file()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    again = ex.export(trained["run_dir"], "savedmodel", out)  # an existing folder gets a new sub-folder
+    assert again == out / "run-softmax_savedmodel" and (again / "saved_model.pb").is_file()
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and again not in p.parents} == before
     assert [p.name for p in out.parent.iterdir()] == ["saved"]
 
 
@@ -309,3 +311,6 @@ def test_converter_failure_is_one_clear_line(tmp_path):
         ex.export_tflite(run_dir, tmp_path / "tan.tflite")
     assert "\n" not in str(info.value) and len(str(info.value)) < 300
     assert not (tmp_path / "tan.tflite").exists()
+    with pytest.raises(UserError, match="TFLite conversion of run run-tan failed"):
+        ex.export_bundle(run_dir, tmp_path / "tan.zip", formats=("keras", "tflite"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "run-tan", "runs"]  # no staging or temp zip
