@@ -12,13 +12,17 @@ import signal
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import psutil
 
 from core import atomic, runs
 from core.errors import UserError
 from core.paths import REPO_ROOT
-from core.training import TrainRequest, process_start_time, start_run
+from core.runs import process_start_time
+
+if TYPE_CHECKING:  # core.training imports Keras; listing and stopping runs must not wait for it
+    from core.training import TrainRequest
 
 
 def launch(run: runs.Run) -> runs.Run:
@@ -53,6 +57,8 @@ _children: dict[str, subprocess.Popen] = {}
 
 def start(req: TrainRequest) -> runs.Run:
     """Resolve the request (UserError on bad input), create the run, start its process."""
+    from core.training import start_run
+
     return launch(start_run(req))
 
 

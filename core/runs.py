@@ -264,6 +264,17 @@ def best_val_accuracy(epochs: list[dict]) -> float | None:
     return max(vals) if vals else None
 
 
+def process_start_time(pid: int) -> float | None:
+    """When a process started (psutil's create_time, seconds since the epoch, on any OS), so a reused pid is not
+    taken for our job; None when there is no such process."""
+    import psutil
+
+    try:
+        return psutil.Process(int(pid)).create_time()
+    except (psutil.Error, OSError, ValueError, OverflowError):
+        return None
+
+
 def duration(status: dict) -> float | None:
     start = status.get("started")
     if not start:

@@ -14,6 +14,7 @@ from typing import Any
 
 from core import architectures, atomic, datasets, runs
 from core.errors import UserError
+from core.runs import process_start_time  # noqa: F401  (kept here too: tests and pages import it from training)
 
 LOCK_FILE = "train.lock"
 
@@ -369,17 +370,6 @@ def _final(run: runs.Run, out, **fields: Any) -> dict[str, Any]:
 def start_run(req: TrainRequest) -> runs.Run:
     """Resolve a request and create its run directory (queued); a job process then calls train_run."""
     return runs.create_run(resolve(req))
-
-
-def process_start_time(pid: int) -> float | None:
-    """When a process started (psutil's create_time, seconds since the epoch), so a reused pid is not taken for
-    our job; None when there is no such process."""
-    import psutil
-
-    try:
-        return psutil.Process(int(pid)).create_time()
-    except (psutil.Error, OSError, ValueError, OverflowError):
-        return None
 
 
 def request_dict(req: TrainRequest) -> dict[str, Any]:
