@@ -71,7 +71,7 @@ def test_a_run_is_trained_once_and_a_finished_run_is_refused_untouched():
 
 def test_a_second_trainer_is_refused_while_the_lock_is_held():
     run = _queued()
-    lock = FileLock(str(run.path / training.LOCK_FILE))
+    lock = FileLock(str(run.path / "train.lock"))
     lock.acquire(timeout=0)  # as a trainer in another process holds it
     before = _snapshot(run.path)
     try:
