@@ -20,6 +20,17 @@ from core.errors import UserError  # noqa: E402
 def cmd_datasets(args) -> int:
     from core import datasets
 
+    if args.delete:
+        entry = datasets.delete_dataset(args.delete)
+        print(f"moved {args.delete} to the trash; undo with `python -m core datasets --restore {entry}`")
+        return 0
+    if args.restore:
+        print(f"restored {datasets.restore_dataset(args.restore)}")
+        return 0
+    if args.trash:
+        for e in datasets.trashed_datasets():
+            print(f"{e.entry:40s} {e.original:28s} deleted {_when(e.deleted_at)}")
+        return 0
     for d in datasets.catalog():
         counts = ", ".join(f"{s} {sum(c.values())}" for s, c in d.counts.items())
         avail = "" if d.available else "  [not downloaded]"
@@ -73,26 +84,57 @@ def cmd_train(args) -> int:
         run = training.start_run(_request(args))
     echo = (lambda s: print(s, flush=True)) if not args.quiet else None
     status = training.train_run(run.path, echo=echo)
+    if status["state"] == "deleted":
+        print(f"run {run.run_id} was deleted while training; stopped", file=sys.stderr)
+        return 0
     if status["state"] == "failed":
         print(f"error: {status.get('error')}", file=sys.stderr)
         print(run.run_id)
         return 1
     if status.get("note") and echo:
         echo(status["note"])
+    for w in status.get("warnings") or []:
+        print(f"warning: {w}", file=sys.stderr)
     print(f"{status['state']}", file=sys.stderr)
     print(run.run_id)
     return 0
 
 
+def _when(t: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
 def cmd_runs(args) -> int:
     from core import jobs, runs
 
+    if args.delete:
+        entry = runs.delete_run(args.delete)
+        print(f"moved {args.delete} to the trash; undo with `python -m core runs --restore {entry}`")
+        return 0
+    if args.restore:
+        print(f"restored {runs.restore_run(args.restore).run_id}")
+        return 0
+    if args.trash:
+        for e in runs.trashed_runs():
+            print(f"{e.entry:64s} deleted {_when(e.deleted_at)}")
+        return 0
+    if args.rename:
+        print(runs.set_label(args.rename[0], name=args.rename[1]).short_label())
+        return 0
+    if args.note:
+        runs.set_label(args.note[0], note=args.note[1])
+        print(f"note saved for {args.note[0]}")
+        return 0
     for r in jobs.list_runs():
-        acc = r.status.get("best_val_accuracy")
         dur = runs.duration(r.status)
-        print(f"{r.run_id:60s} {r.config.get('dataset', '?'):24s} {r.config.get('preset', '?'):20s} "
-              f"{r.status.get('epochs_done', 0):3d}/{r.config.get('epochs', '?'):<3} "
-              f"{(f'{acc:.4f}' if acc is not None else '-'):>7s} {(f'{dur:.0f}s' if dur else '-'):>6s} {r.state}")  # fmt: skip
+        print(f"{r.run_id:60s} {r.short_label()}  {r.status.get('epochs_done', 0)}/{r.config.get('epochs', '?')} "
+              f"epochs  {(f'{dur:.0f}s' if dur else '-')}")  # fmt: skip
+        if r.note:
+            print(f"    note: {r.note.splitlines()[0]}")
+        for w in r.warnings:
+            print(f"    warning: {w}")
     return 0
 
 
@@ -129,10 +171,18 @@ def cmd_predict(args) -> int:
 def cmd_evaluate(args) -> int:
     from core import evaluation_runs
 
-    result = evaluation_runs.evaluate_run(args.run, limit=args.limit)
+    result = evaluation_runs.evaluate_run(args.run, limit=args.limit, split=args.split)
     from core.evaluation import format_table
 
     print(format_table(result))
+    if result.split == "val":
+        from core import runs
+
+        recorded = runs.get_run(args.run).status.get("best_val_accuracy")
+        rec = (
+            f" (training recorded {recorded:.10f} for the saved model)" if isinstance(recorded, float) else ""
+        )
+        print(f"validation accuracy {result.accuracy:.10f}{rec}")
     return 0
 
 
@@ -156,7 +206,12 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     ap = OneLineParser(prog="python -m core", description="ConvNet Studio command line")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    sub.add_parser("datasets", help="list datasets with class and image counts").set_defaults(fn=cmd_datasets)
+    p = sub.add_parser("datasets", help="list datasets with class and image counts; delete or restore one")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--delete", metavar="NAME", help="move data/NAME to the trash (data/.trash)")
+    g.add_argument("--restore", metavar="ENTRY", help="put a deleted dataset back (see --trash)")
+    g.add_argument("--trash", action="store_true", help="list deleted datasets")
+    p.set_defaults(fn=cmd_datasets)
     p = sub.add_parser("download", help="download a Keras dataset (needs internet once)")
     p.add_argument("name", choices=["mnist", "fashion_mnist", "cifar10"])
     p.set_defaults(fn=cmd_download)
@@ -188,7 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: one device; with --run, the run's own strategy")  # fmt: skip
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_train)
-    sub.add_parser("runs", help="list runs").set_defaults(fn=cmd_runs)
+    p = sub.add_parser("runs", help="list runs (with warnings); delete, restore, rename or annotate one")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--delete", metavar="ID", help="move the run to the trash (runs/.trash)")
+    g.add_argument("--restore", metavar="ID", help="put a deleted run back (see --trash)")
+    g.add_argument("--trash", action="store_true", help="list deleted runs")
+    g.add_argument("--rename", nargs=2, metavar=("ID", "NAME"), help='give the run a name ("" clears it)')
+    g.add_argument("--note", nargs=2, metavar=("ID", "TEXT"), help='attach a note ("" clears it)')
+    p.set_defaults(fn=cmd_runs)
     p = sub.add_parser("stop", help="ask a running job to stop")
     p.add_argument("run")
     p.set_defaults(fn=cmd_stop)
@@ -201,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test metrics and the per-class table")
     p.add_argument("--run", required=True)
     p.add_argument("--limit", type=int)
+    p.add_argument("--split", choices=["test", "val"],
+                   help="default: test, or validation when the dataset has no test split; val is the run's own")  # fmt: skip
     p.set_defaults(fn=cmd_evaluate)
     p = sub.add_parser("export", help="export a run's model to a new file or folder (never replaces one)")
     p.add_argument("--run", required=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core import keras_datasets
+from core import keras_datasets, trash
 from core.errors import UserError
 from core.images import ALLOWED_EXTENSIONS, load_image, to_mode, to_uint8_input
 from core.paths import EMBEDDED_DATASET, data_dir, embedded_dataset_dir
@@ -177,6 +177,32 @@ def get_dataset(name: str) -> DatasetInfo:
     if p.is_dir():
         return scan_folder(p)
     raise UserError(f"unknown dataset {name!r}; `python -m core datasets` lists them")
+
+
+def delete_dataset(name: str) -> str:
+    """Move data/<name> to data/.trash (undo with `restore_dataset`); returns the trash entry.
+
+    Only folders in data/ can go: the embedded sample and the built-in array sets are refused.
+    """
+    if name == EMBEDDED_DATASET:
+        raise UserError(f"{name} is the embedded sample that ships with the app; it cannot be deleted")
+    if name in keras_datasets.SOURCES:
+        raise UserError(f"{name} is a built-in dataset, not a folder in data/; nothing to delete")
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise UserError(f"unknown dataset {name!r}")
+    p = data_dir() / name
+    if not p.is_dir() and not p.is_symlink():
+        raise UserError(f"unknown dataset {name!r}; `python -m core datasets` lists them")
+    return trash.move_to_trash(p, data_dir())
+
+
+def restore_dataset(entry: str) -> str:
+    """Put a deleted dataset back under its name; returns that name."""
+    return trash.restore(data_dir(), entry).name
+
+
+def trashed_datasets() -> list[trash.TrashEntry]:
+    return trash.list_trash(data_dir())
 
 
 # --- image properties and quality -----------------------------------------------------------------------------

@@ -35,11 +35,47 @@ def _folder(run: runs.Run) -> Path:
     return run.path / evaluation.EVALUATION_DIR
 
 
+def validation_split(run: runs.Run) -> datasets.SplitData:
+    """The run's own validation images, exactly as training drew them (its seed, val_split and limit)."""
+    h, w, c = run.input_shape
+    cfg = run.config
+    data = datasets.load_splits(cfg["dataset"], (h, w), c, val_split=cfg.get("val_split", datasets.DEFAULT_VAL_SPLIT),
+                                seed=cfg.get("seed", datasets.DEFAULT_SEED), splits=("val",),
+                                limit=cfg.get("limit"))["val"]  # fmt: skip
+    if not len(data):
+        raise UserError(f"run {run.run_id} was trained without validation images")
+    return data
+
+
+def _held_out(run: runs.Run, split: str | None, limit: int | None) -> tuple[str, datasets.SplitData]:
+    """The split to score: test, or the run's own validation images (also when the dataset has no test)."""
+    if split not in (None, "test", "val"):
+        raise UserError(f"split must be test or val, not {split!r}")
+    if split != "val":
+        h, w, c = run.input_shape
+        cfg = run.config
+        test = datasets.load_splits(cfg["dataset"], (h, w), c, val_split=cfg.get("val_split", 0.2),
+                                    seed=cfg.get("seed", datasets.DEFAULT_SEED), splits=("test",),
+                                    limit=limit or None)["test"]  # fmt: skip
+        if len(test):
+            return "test", test
+        if split == "test":
+            raise UserError(
+                f"dataset {cfg['dataset']} has no test split; use the validation split (--split val)"
+            )
+    data = validation_split(run)
+    if limit and limit < len(data):  # the first `limit` of the run's own split, not a new draw
+        data = datasets.SplitData(data.x[:limit], data.y[:limit], data.paths[:limit] if data.paths else None)
+    return "val", data
+
+
 def evaluate_run(run_id: str, *, limit: int | None = None, embed_samples: int = 2000,
                  progress: Callable[[float], None] | None = None,
-                 loaded: models.LoadedModel | None = None) -> evaluation.EvaluationResult:  # fmt: skip
+                 loaded: models.LoadedModel | None = None, split: str | None = None) -> evaluation.EvaluationResult:  # fmt: skip
     """Score the run's model on its held-out split and save everything the Evaluate page draws.
 
+    `split`: "test", "val" (the run's own validation images, drawn as training drew them, so its accuracy is
+    the best_val_accuracy training recorded for the saved model), or None for test, else validation.
     `loaded` lets the UI pass the model it already holds; the stamp is taken before, so a model re-saved by a
     still-running job during the evaluation leaves this result marked stale rather than current.
     """
@@ -50,10 +86,7 @@ def evaluate_run(run_id: str, *, limit: int | None = None, embed_samples: int = 
         raise UserError(f"run {run.run_id} has no saved model yet")
     stamp = _model_stamp(run)
     lm = loaded or models.load_run_model(run)
-    h, w, c = run.input_shape
-    cfg = run.config
-    split, data = datasets.evaluation_split(cfg["dataset"], (h, w), c, val_split=cfg.get("val_split", 0.2),
-                                            seed=cfg.get("seed", datasets.DEFAULT_SEED), limit=limit or None)  # fmt: skip
+    split, data = _held_out(run, split, limit)
     if progress is not None:
         progress(0.0)
     result = evaluation.evaluate(lm.model, data.x, data.y, lm.class_names, lm.output_kind, paths=data.paths,

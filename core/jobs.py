@@ -1,7 +1,8 @@
 """Training jobs as separate processes: the UI starts them, polls their run directory, and asks them to stop.
 
 A process owns TensorFlow's memory, survives a Streamlit rerun or restart, and can be stopped or killed cleanly;
-liveness comes from the pid plus its kernel start time, so a dead job is never shown as running forever.
+liveness comes from the pid plus its start time (psutil, so macOS and Windows work too), so a dead job is never
+shown as running forever and a reused pid is never taken for ours.
 """
 
 from __future__ import annotations
@@ -11,14 +12,27 @@ import signal
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from core import runs
+import psutil
+
+from core import atomic, runs
+from core.errors import UserError
 from core.paths import REPO_ROOT
-from core.training import TrainRequest, process_start_time, start_run
+from core.runs import process_start_time
+
+if TYPE_CHECKING:  # core.training imports Keras; listing and stopping runs must not wait for it
+    from core.training import TrainRequest
 
 
 def launch(run: runs.Run) -> runs.Run:
-    """Start `python -m core train --run ID` in its own session, output to the run's job.log."""
+    """Start `python -m core train --run ID` in its own session, output to the run's job.log.
+
+    The run stays queued: the job itself takes the run's lock and marks it running (core.training.train_run).
+    """
+    current = runs.get_run(run.run_id)
+    if current.state != "queued" or is_alive(current.status):
+        raise UserError(f"run {run.run_id} is already {current.state}; start a new run")
     log = open(run.path / "job.log", "ab")
     env = {
         **os.environ,
@@ -43,26 +57,33 @@ _children: dict[str, subprocess.Popen] = {}
 
 def start(req: TrainRequest) -> runs.Run:
     """Resolve the request (UserError on bad input), create the run, start its process."""
+    from core.training import start_run
+
     return launch(start_run(req))
 
 
 def is_alive(status: dict) -> bool:
+    """The job's process exists, is not a zombie, and started when the job recorded (not a reused pid)."""
     pid = status.get("pid")
-    if not pid:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     for child in list(_children.values()):
         if child.pid == pid:
-            child.poll()  # reap our own zombies so /proc reflects the truth
-    started = process_start_time(int(pid))
-    if started is None:
-        return False
+            child.poll()  # reap our own finished children
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-    except OSError:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started = proc.create_time()
+    except (psutil.Error, OSError, ValueError, OverflowError):
         return False
-    return status.get("pid_start") in (None, started)
+    want = status.get("pid_start")
+    if want is None:
+        return True
+    return isinstance(want, int | float) and abs(float(want) - started) < START_TOLERANCE_S
+
+
+START_TOLERANCE_S = 0.05  # create_time is recomputed from the same clock each call; a reused pid starts later
 
 
 def refresh(run: runs.Run, grace_s: float = 20.0) -> runs.Run:
@@ -77,13 +98,23 @@ def refresh(run: runs.Run, grace_s: float = 20.0) -> runs.Run:
     if run.status.get("pid") and run.state == "queued" and time.time() - launched < 2:
         return run
     state = "stopped" if runs.stop_requested(run.path) else "failed"
-    status = runs.update_status(run.path, state=state, ended=time.time(),
-                                error=None if state == "stopped" else "training process ended unexpectedly")  # fmt: skip
+    try:
+        status = runs.update_status(run.path, state=state, ended=time.time(),
+                                    error=None if state == "stopped" else "training process ended unexpectedly")  # fmt: skip
+    except FileNotFoundError:  # deleted meanwhile: leave it deleted
+        return run
     return runs.Run(run.run_id, run.path, run.config, status)
 
 
 def list_runs() -> list[runs.Run]:
-    return [refresh(r) for r in runs.list_runs()]
+    """Every run, liveness checked; a finished run's leftovers from a killed save are swept on the way."""
+    out = []
+    for r in runs.list_runs():
+        r = refresh(r)
+        if r.state not in runs.ACTIVE_STATES:
+            atomic.sweep_temp_files(r.path)
+        out.append(r)
+    return out
 
 
 def get(run_id: str) -> runs.Run:
@@ -92,8 +123,8 @@ def get(run_id: str) -> runs.Run:
 
 def stop(run_id: str) -> None:
     """Ask politely: the job checks the stop file every batch and saves its model before ending."""
+    run = runs.get_run(run_id)  # an unknown id is a one-line error and creates nothing
     runs.request_stop(run_id)
-    run = runs.get_run(run_id)
     if is_alive(run.status):
         try:
             os.kill(int(run.status["pid"]), signal.SIGINT)

@@ -20,9 +20,12 @@ META_MEMBER = "convnet_studio.json"
 META_KEYS = ("class_names", "input_shape", "output_kind", "preset", "dataset", "run_id", "label_mode")
 
 
-def save_model(model, path: Path, meta: dict[str, Any] | None = None) -> None:
-    """model.save needs a .keras name, so the temp file keeps that suffix; the rename makes it atomic."""
-    with atomic.atomic_path(path, suffix=".keras") as tmp:
+def save_model(model, path: Path, meta: dict[str, Any] | None = None, make_parents: bool = True) -> None:
+    """model.save needs a .keras name, so the temp file keeps that suffix; the rename makes it atomic.
+
+    `make_parents=False` (training jobs) refuses to recreate a run folder deleted under the job.
+    """
+    with atomic.atomic_path(path, suffix=".keras", make_parents=make_parents) as tmp:
         model.save(tmp)
         if meta:
             with zipfile.ZipFile(tmp, "a") as zf:

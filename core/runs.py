@@ -5,27 +5,32 @@ runs/<run_id>/status.json     queued | running | completed | stopped | failed, p
 runs/<run_id>/progress.jsonl  one JSON line per epoch, batch lines throttled to ~2 a second
 runs/<run_id>/model.keras     written atomically after every epoch and at the end
 runs/<run_id>/stop            present when someone asked the job to stop
+runs/<run_id>/label.json      the person's name and note for the run (status.json is the job's alone)
+runs/<run_id>/train.lock      held by the one process training the run
+runs/.trash/<run_id>          deleted runs, until restored (core.trash)
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core import atomic
+from core import atomic, trash
 from core.errors import UserError
 from core.paths import runs_dir
 
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("completed", "stopped", "failed")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+LABEL_FILE = "label.json"
+MAX_NAME = 80
+MAX_NOTE = 2000
 
 
 @dataclass
@@ -34,6 +39,7 @@ class Run:
     path: Path
     config: dict[str, Any]
     status: dict[str, Any]
+    _label: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def state(self) -> str:
@@ -59,10 +65,53 @@ class Run:
     def output_kind(self) -> str:
         return self.config.get("output_kind", "softmax")
 
-    def label(self) -> str:
+    def _labels(self) -> dict[str, Any]:
+        if self._label is None:
+            raw = atomic.read_json(self.path / LABEL_FILE, {})
+            self._label = raw if isinstance(raw, dict) else {}
+        return self._label
+
+    @property
+    def name(self) -> str:
+        """The person's name for the run, or "" (short_label then uses the start time)."""
+        value = self._labels().get("name")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def note(self) -> str:
+        value = self._labels().get("note")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def warnings(self) -> list[str]:
+        """Training-health warnings the job left in status.json (NaN loss, chance-level accuracy, ...)."""
+        value = self.status.get("warnings")
+        return [str(w) for w in value] if isinstance(value, list) else []
+
+    def short_label(self) -> str:
+        """name · preset · dataset · val acc · state, short enough for a sidebar."""
         acc = self.status.get("best_val_accuracy")
-        acc_s = f", val acc {acc:.1%}" if isinstance(acc, int | float) else ""
-        return f"{self.run_id} ({self.config.get('preset')} on {self.config.get('dataset')}, {self.state}{acc_s})"
+        parts = [self.name or default_name(self.run_id), str(self.config.get("preset", "?")),
+                 str(self.config.get("dataset", "?"))]  # fmt: skip
+        if isinstance(acc, int | float):
+            parts.append(f"val {acc:.1%}")
+        parts.append(self.state)
+        return " · ".join(parts)
+
+    def label(self) -> str:
+        return self.short_label()
+
+
+def default_name(run_id: str) -> str:
+    """`20251123-140512-...-a1b2` -> "Nov 23 14:05 a1b2": readable, and still unique enough to tell runs apart."""
+    m = re.match(r"^(\d{8}-\d{6})-.*-([0-9a-f]{4})$", run_id)
+    if not m:
+        return run_id
+    try:
+        t = datetime.strptime(m.group(1), "%Y%m%d-%H%M%S")
+    except ValueError:
+        return run_id
+    return f"{t:%b} {t.day} {t:%H:%M} {m.group(2)}"
 
 
 def new_run_id(preset: str, dataset: str) -> str:
@@ -90,10 +139,13 @@ def create_run(config: dict[str, Any]) -> Run:
 
 
 def update_status(path: Path, **fields: Any) -> dict[str, Any]:
-    """Merge fields into status.json (only the job and the liveness check write it)."""
+    """Merge fields into status.json (only the job and the liveness check write it).
+
+    Raises FileNotFoundError when the run folder is gone: a deleted run must not come back holding a status.
+    """
     status = atomic.read_json(path / "status.json", {}) or {}
     status.update(fields)
-    atomic.write_json(path / "status.json", status)
+    atomic.write_json(path / "status.json", status, make_parents=False)
     return status
 
 
@@ -150,27 +202,77 @@ def append_progress(path: Path, record: dict) -> None:
 
 
 def request_stop(run_id: str) -> None:
-    path = run_path(run_id)
-    atomic.write_bytes(path / "stop", b"stop\n")
+    path = get_run(run_id).path  # an unknown id is an error, never a new folder
+    try:
+        atomic.write_bytes(path / "stop", b"stop\n", make_parents=False)
+    except FileNotFoundError:
+        raise UserError(f"run {run_id} was deleted") from None
 
 
 def stop_requested(path: Path) -> bool:
     return (path / "stop").exists()
 
 
-def delete_run(run_id: str) -> None:
+def delete_run(run_id: str) -> str:
+    """Move the run to runs/.trash (one rename, so it never half-shows); returns the entry `restore_run` takes."""
     run = get_run(run_id)
     if run.state in ACTIVE_STATES:
         raise UserError(f"run {run_id} is still {run.state}; stop it first")
-    # rename first so a half-deleted run never shows up in the list
-    trash = run.path.with_name(f".deleted-{run.path.name}-{secrets.token_hex(2)}")
-    os.replace(run.path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+    return trash.move_to_trash(run.path, runs_dir())
+
+
+def restore_run(entry: str) -> Run:
+    path = trash.restore(runs_dir(), entry)
+    run = load_run(path)
+    if run is None:
+        raise UserError(f"restored {path.name}, but it has no readable config.json")
+    return run
+
+
+def trashed_runs() -> list[trash.TrashEntry]:
+    return trash.list_trash(runs_dir())
+
+
+def _one_line(value: str, what: str, cap: int, multiline: bool) -> str:
+    if not isinstance(value, str):
+        raise UserError(f"{what} must be text")
+    value = value.strip()
+    if not multiline and ("\n" in value or "\r" in value):
+        raise UserError(f"{what} must be one line")
+    if len(value) > cap:
+        raise UserError(f"{what} is {len(value)} characters; at most {cap}")
+    return value
+
+
+def set_label(run_id: str, *, name: str | None = None, note: str | None = None) -> Run:
+    """Rename a run or give it a note ("" clears, None keeps); label.json, never status.json (the job's)."""
+    run = get_run(run_id)
+    label = dict(run._labels())
+    if name is not None:
+        label["name"] = _one_line(name, "a run name", MAX_NAME, multiline=False)
+    if note is not None:
+        label["note"] = _one_line(note, "a note", MAX_NOTE, multiline=True)
+    try:
+        atomic.write_json(run.path / LABEL_FILE, label, make_parents=False)
+    except FileNotFoundError:
+        raise UserError(f"run {run_id} was deleted") from None
+    return Run(run.run_id, run.path, run.config, run.status, label)
 
 
 def best_val_accuracy(epochs: list[dict]) -> float | None:
     vals = [e["val_accuracy"] for e in epochs if isinstance(e.get("val_accuracy"), int | float)]
     return max(vals) if vals else None
+
+
+def process_start_time(pid: int) -> float | None:
+    """When a process started (psutil's create_time, seconds since the epoch, on any OS), so a reused pid is not
+    taken for our job; None when there is no such process."""
+    import psutil
+
+    try:
+        return psutil.Process(int(pid)).create_time()
+    except (psutil.Error, OSError, ValueError, OverflowError):
+        return None
 
 
 def duration(status: dict) -> float | None:

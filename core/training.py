@@ -12,8 +12,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core import architectures, datasets, runs
+from core import architectures, atomic, datasets, runs
 from core.errors import UserError
+from core.runs import process_start_time  # noqa: F401  (kept here too: tests and pages import it from training)
+
+LOCK_FILE = "train.lock"
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 CLASS_WEIGHT_METHODS = ("none", "balanced", "notebook")
@@ -144,28 +147,123 @@ def _install_signal_handlers(stop_cb) -> None:
         signal.signal(sig, handler)
 
 
+def _refuse_unless_queued(run: runs.Run) -> None:
+    """Under the run's lock: a run is trained once, so anything but `queued` is refused before a byte is written."""
+    status = atomic.read_json(run.path / "status.json", {}) or {}
+    state = status.get("state", "unknown") if isinstance(status, dict) else "unknown"
+    if state != "queued":
+        raise UserError(f"run {run.run_id} is already {state}; start a new run")
+
+
+def _lock_run(run: runs.Run):
+    """The run's exclusive lock (train.lock, held by this process until training ends); refused when taken."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(run.path / LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(f"run {run.run_id} is already being trained by another process") from None
+    except OSError as exc:
+        raise UserError(f"cannot lock run {run.run_id}: {exc.strerror or exc}") from None
+    return lock
+
+
+def _has_rescaling(model) -> bool:
+    import keras
+
+    return any(isinstance(layer, keras.layers.Rescaling) for layer in model.layers)
+
+
+def _hint(preset: str, rescaled: bool, *more: str) -> str:
+    tries = ["a lower learning rate", *more]
+    if not rescaled and preset.startswith("cats-dogs"):
+        tries.append("cats-dogs-3")
+    text = tries[0] if len(tries) == 1 else ", ".join(tries[:-1]) + " or " + tries[-1]
+    if rescaled:
+        return f"try {text}"
+    blog = ", as in the blog" if preset.startswith("cats-dogs") else ""
+    return f"{preset} has no rescaling layer{blog}: try {text}"
+
+
+def health_warnings(epochs: list[dict], preset: str, *, rescaled: bool, val_counts: list[int],
+                    first_loss: float | None = None, nonfinite_at: int | None = None, nonfinite_value: str = "NaN",
+                    saved_epoch: int | None = None) -> list[str]:  # fmt: skip
+    """One-line warnings with a hint: a loss that became NaN/inf or exploded, validation accuracy at chance."""
+    out: list[str] = []
+    hint = _hint(preset, rescaled)
+    if nonfinite_at is not None:
+        kept = (
+            f"epoch {saved_epoch}'s weights were saved" if saved_epoch else "the untrained weights were saved"
+        )
+        out.append(f"loss became {nonfinite_value} in epoch {nonfinite_at}, so training stopped there and {kept}: "
+                   f"{hint}")  # fmt: skip
+        return out
+    losses = [float(e["loss"]) for e in epochs if isinstance(e.get("loss"), int | float)]
+    if losses:
+        first = first_loss if first_loss is not None else losses[0]
+        if losses[-1] > 3 * first and losses[-1] > losses[0]:
+            out.append(f"loss exploded from {first:.3g} to {losses[-1]:.3g}: {hint}")
+    vals = [float(e["val_accuracy"]) for e in epochs if isinstance(e.get("val_accuracy"), int | float)]
+    n = sum(val_counts)
+    k = len(val_counts)
+    if vals and n and k:
+        majority = max(val_counts) / n
+        if max(vals) <= max(1 / k + 0.05, majority + 0.02):
+            out.append(f"validation accuracy stayed at chance level (best {max(vals):.1%}; always guessing the "
+                       f"largest class gives {majority:.1%}): {_hint(preset, rescaled, 'more epochs')}")  # fmt: skip
+    return out
+
+
 def train_run(run_dir, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train the run whose config.json is in run_dir; always leaves a final status, never raises on failure.
+
+    A run is trained once, by the one process holding its lock: a second trainer, or a run that is not queued
+    (completed, stopped, failed, running), is refused with a UserError before anything is written.
+    A run folder deleted while training stays deleted: the job stops at the next batch and returns
+    `{"state": "deleted"}`.
 
     Under the multiworker strategy only the chief writes run_dir; any other worker trains in a scratch copy of
     config.json (status, progress and its model.keras go there) and deletes it at the end (docs/SCALING.md).
     """
-    from core import distribute, streaming
-    from core.callbacks import ProgressWriter, StopRequest, TargetAccuracy
-    from core.models import save_model
+    from core import distribute
 
     run = runs.load_run(run_dir)
     if run is None:
         raise UserError(f"{run_dir} has no config.json")
-    cfg = run.config
-    strategy_name = cfg.get("strategy", "default")
+    strategy_name = run.config.get("strategy", "default")
     # a missing or bad TF_CONFIG is a UserError here, before anything is written
     is_chief = distribute.is_chief(strategy_name)
-    out = run.path if is_chief else distribute.scratch_run_dir(run.path)
+    lock = _lock_run(run) if is_chief else None
+    try:
+        if is_chief:
+            _refuse_unless_queued(run)
+            atomic.sweep_temp_files(run.path, older_than_s=1.0)  # a killed writer's leftovers
+        out = run.path if is_chief else distribute.scratch_run_dir(run.path)
+        return _train(run, out, is_chief, echo)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _gone(run: runs.Run) -> dict[str, Any]:
+    return {"state": "deleted", "run_id": run.run_id, "error": None}
+
+
+def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | None) -> dict[str, Any]:
+    from core import distribute, streaming
+    from core.callbacks import ProgressWriter, StopRequest, TargetAccuracy, TrainingHealth
+    from core.models import save_model
+
+    cfg = run.config
+    strategy_name = cfg.get("strategy", "default")
     stop_cb = StopRequest(out)
     _install_signal_handlers(stop_cb)
-    runs.update_status(out, state="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
-                       host=socket.gethostname(), started=time.time(), error=None)  # fmt: skip
+    try:
+        runs.update_status(out, state="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
+                           host=socket.gethostname(), started=time.time(), error=None)  # fmt: skip
+    except FileNotFoundError:
+        return _gone(run)
     try:
         import keras
 
@@ -185,11 +283,13 @@ def train_run(run_dir, echo: Callable[[str], None] | None = None) -> dict[str, A
         distribute.check_same_run(strategy, cfg, (len(train), len(val)))
         k = len(cfg["class_names"])
         counts = [int((train.y == i).sum()) for i in range(k)]
+        val_counts = [int((val.y == i).sum()) for i in range(k)]
         cw = datasets.class_weights(counts, cfg["class_weights"])
         with strategy.scope():
             model = build_for_config(cfg)
             architectures.compile_model(model, cfg["output_kind"], cfg["label_mode"], cfg["optimizer"],
                                         cfg["learning_rate"])  # fmt: skip
+        rescaled = _has_rescaling(model)
         to_ds = dict(num_classes=k, label_mode=cfg["label_mode"])
         train_ds = streaming.make_dataset(train, cfg["batch_size"], shuffle=True, seed=cfg["seed"], **to_ds)
         val_ds = streaming.make_dataset(val, cfg["batch_size"], shuffle=False, **to_ds) if len(val) else None
@@ -198,14 +298,15 @@ def train_run(run_dir, echo: Callable[[str], None] | None = None) -> dict[str, A
             val_ds = distribute.shard_by_data(val_ds) if val_ds is not None else None
         distribute.prepare_model(model, strategy, train_ds.element_spec)
         stopper = distribute.synced_stop(stop_cb, strategy) if strategy_name == "multiworker" else stop_cb
-        callbacks: list = [
-            stopper,
-            ProgressWriter(out, echo=echo if is_chief else None, save_each_epoch=True, meta=cfg),
-        ]
+        health = TrainingHealth("val_accuracy" if val_ds is not None else None)
+        writer = ProgressWriter(out, echo=echo if is_chief else None, save_each_epoch=True, meta=cfg)
+        callbacks: list = [health, stopper, writer]
         monitor = "val_loss" if val_ds is not None else "loss"
         if cfg["early_stopping"]:
+            # with validation, TrainingHealth keeps the best epoch by val_accuracy, early stopping or not
+            own_restore = cfg["restore_best"] and val_ds is None
             callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg["early_stopping"],
-                                                           restore_best_weights=cfg["restore_best"]))  # fmt: skip
+                                                           restore_best_weights=own_restore))  # fmt: skip
         target_cb = None
         if cfg.get("target_accuracy"):
             target_cb = TargetAccuracy(
@@ -221,41 +322,54 @@ def train_run(run_dir, echo: Callable[[str], None] | None = None) -> dict[str, A
             with distribute.cluster_errors(strategy_name):
                 model.fit(train_ds, validation_data=val_ds, epochs=cfg["epochs"], class_weight=cw,
                           shuffle=False, callbacks=callbacks, verbose=0)  # fmt: skip
+        if writer.gone or not out.is_dir():
+            return _gone(run)
+        # the weights saved are the ones status.json describes: the best epoch's (restore best) or the last
+        # good epoch's (the loss became NaN), else the final ones
+        snap = health.weights_to_save(bool(cfg["restore_best"]))
+        if snap is not None:
+            model.set_weights(snap.weights)
+            saved_epoch, saved_val = snap.epoch, snap.val_accuracy
+        else:
+            saved_epoch, saved_val = health.last_epoch, health.last_val_accuracy
         # every worker saves (TF's rule for multi-worker); a non-chief's copy is in its scratch dir
-        save_model(model, out / "model.keras", cfg)
+        save_model(model, out / "model.keras", cfg, make_parents=False)
         epochs, _ = runs.read_progress(out)
         state = "stopped" if stop_cb.requested else "completed"
         note = None
         if target_cb and target_cb.reached_at:
             note = f"reached target accuracy {cfg['target_accuracy']:.0%} at epoch {target_cb.reached_at}"
-        return runs.update_status(out, state=state, ended=time.time(), note=note,
-                                  best_val_accuracy=runs.best_val_accuracy(epochs))  # fmt: skip
+        warnings = health_warnings(epochs, cfg["preset"], rescaled=rescaled, val_counts=val_counts,
+                                   first_loss=health.first_loss, nonfinite_at=health.nonfinite_at,
+                                   nonfinite_value=health.nonfinite_value, saved_epoch=saved_epoch)  # fmt: skip
+        return runs.update_status(out, state=state, ended=time.time(), note=note, best_val_accuracy=saved_val,
+                                  saved_epoch=saved_epoch, best_epoch_val_accuracy=runs.best_val_accuracy(epochs),
+                                  warnings=warnings)  # fmt: skip
     except UserError as exc:
-        return runs.update_status(out, state="failed", ended=time.time(), error=str(exc))
+        if not out.is_dir():
+            return _gone(run)
+        return _final(run, out, state="failed", ended=time.time(), error=str(exc))
     except Exception as exc:  # the one-line reason goes to status; the full trace to the job log
+        if not out.is_dir():
+            return _gone(run)
         traceback.print_exc()
         line = (str(exc).strip().splitlines() or [""])[0][:300]
-        return runs.update_status(
-            out, state="failed", ended=time.time(), error=f"{type(exc).__name__}: {line}"
-        )
+        return _final(run, out, state="failed", ended=time.time(), error=f"{type(exc).__name__}: {line}")
     finally:
         if not is_chief:
             shutil.rmtree(out, ignore_errors=True)
 
 
+def _final(run: runs.Run, out, **fields: Any) -> dict[str, Any]:
+    try:
+        return runs.update_status(out, **fields)
+    except FileNotFoundError:
+        return _gone(run)
+
+
 def start_run(req: TrainRequest) -> runs.Run:
     """Resolve a request and create its run directory (queued); a job process then calls train_run."""
     return runs.create_run(resolve(req))
-
-
-def process_start_time(pid: int) -> float | None:
-    """Kernel start time of a process (clock ticks), so a reused pid is not taken for our job."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return float(fields[19])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def request_dict(req: TrainRequest) -> dict[str, Any]:

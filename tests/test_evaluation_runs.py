@@ -60,8 +60,9 @@ def _install(source: tuple[Path, str]) -> runs.Run:
 def _split_data(run: runs.Run, limit: int | None = None) -> tuple[str, datasets.SplitData]:
     h, w, c = run.input_shape
     cfg = run.config
+    # the run's own limit: a validation split is scored as training drew it
     return datasets.evaluation_split(cfg["dataset"], (h, w), c, val_split=cfg["val_split"], seed=cfg["seed"],
-                                     limit=limit)  # fmt: skip
+                                     limit=limit or cfg.get("limit"))  # fmt: skip
 
 
 def test_evaluate_run_saves_and_cached_result_loads_it(split_source):
