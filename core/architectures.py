@@ -6,6 +6,7 @@ model takes raw pixels in 0..255: the notebooks' scaling step lives inside the m
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import socket
@@ -446,10 +447,9 @@ def build_model(
     if num_classes < 2:
         raise UserError("need at least two classes to train a classifier")
     h, w, c = input_shape
-    if min(h, w) < p.min_image_size:
-        raise UserError(
-            f"{preset} needs images of at least {p.min_image_size}x{p.min_image_size}; got {h}x{w}"
-        )
+    floor = min_image_side(preset, builder if preset == "custom" else None)
+    if min(h, w) < floor:
+        raise UserError(f"{preset} needs images of at least {floor}x{floor}; got {h}x{w}")
     if p.transfer and c != 3:
         raise UserError(f"{preset} needs 3-channel (RGB) input")
     kwargs: dict = {"weights": weights} if p.transfer else {}
@@ -459,6 +459,52 @@ def build_model(
         return p.build(tuple(input_shape), num_classes, **kwargs)
     except ValueError as exc:  # e.g. feature maps shrink below the kernel size
         raise UserError(f"{preset} does not fit {h}x{w}x{c} images: {str(exc).splitlines()[0]}") from None
+
+
+TRANSFER_MIN_SIDE = {"mobilenet_v2": 32, "xception": 71}  # what keras.applications documents and enforces
+
+
+def _custom_min_side(spec: BuilderSpec) -> int:
+    """build_custom's own rule: each block needs a side of at least the kernel, then halves it when it can."""
+    for side in range(1, 4097):
+        s, ok = side, True
+        for _ in range(spec.conv_blocks):
+            if s < spec.kernel_size:
+                ok = False
+                break
+            if s >= 2:
+                s //= 2
+        if ok:
+            return side
+    return 4097
+
+
+@functools.lru_cache(maxsize=64)
+def min_image_side(preset: str, builder: BuilderSpec | None = None) -> int:
+    """The smallest image side a preset builds at, so a bad size is refused before a run exists.
+
+    Transfer bases have documented minimums; the small builder follows its own rule; for the other presets the
+    model is built once at its declared floor (a tiny model) and its config's shapes are walked down to the
+    smallest side whose every convolution and pooling still has an output.
+    """
+    p = get_preset(preset)
+    if p.transfer:
+        return TRANSFER_MIN_SIDE.get(p.transfer, p.min_image_size)
+    if preset == "custom":
+        return _custom_min_side(builder or BuilderSpec())
+    from core.models import ConfigWalk
+
+    try:
+        config = keras.saving.serialize_keras_object(p.build((p.min_image_size, p.min_image_size, 3), 3))
+    except Exception:
+        return p.min_image_size
+    inputs = [layer for layer in config["config"]["layers"] if layer.get("class_name") == "InputLayer"]
+    for side in range(1, p.min_image_size + 1):
+        for layer in inputs:
+            layer["config"]["batch_shape"] = [None, side, side, 3]
+        if ConfigWalk().model(config)[0] is not None:
+            return side
+    return p.min_image_size
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
