@@ -9,8 +9,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,54 +173,46 @@ def imagenet_weights_file(kind: str, input_shape: Shape) -> Path:
     return models_dir / f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
 
 
-def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
-    if os.environ.get("CONVNET_OFFLINE") == "1":
-        return False
-
-    def probe() -> bool:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-
-    # getaddrinfo ignores socket timeouts and can hang for ~25 s offline, so the probe runs in a daemon thread
-    result: list[bool] = []
-    t = threading.Thread(target=lambda: result.append(_safe(probe)), daemon=True)
-    t.start()
-    t.join(timeout)
-    return bool(result and result[0])
+IMAGENET_ORIGIN = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/"  # where keras.applications fetch
+)
 
 
-def _safe(fn: Callable[[], bool]) -> bool:
-    try:
-        return fn()
-    except OSError:
-        return False
+def imagenet_weights_url(kind: str, input_shape: Shape) -> str:
+    return f"{IMAGENET_ORIGIN}{kind}/{imagenet_weights_file(kind, input_shape).name}"
 
 
-def offline_weights_message(kind: str, input_shape: Shape) -> str:
+def offline_weights_message(kind: str, input_shape: Shape, reason: str = "no internet") -> str:
     path = imagenet_weights_file(kind, input_shape)
     return (
-        f"ImageNet weights for {kind} are not on this machine and there is no internet: {path} is missing. "
-        "Connect once (Keras caches them there), put that file there by hand, choose random initialisation "
-        "(weights: random), or give the path of a local weights file (.h5)."
+        f"cannot download the ImageNet weights for {kind}: the network is unreachable ({reason}). "
+        f"On a machine with internet, download {imagenet_weights_url(kind, input_shape)} and put it at {path} "
+        "(Keras looks there first); or choose random initialisation (weights: random), "
+        "or give the path of a local weights file (.h5)."
     )
 
 
 def load_base(kind: str, input_shape: Shape, weights: str | None) -> keras.Model:
     """An ImageNet base without its top. weights: "imagenet" (download once, cached in ~/.keras),
     None (random initialisation) or a path to a local weights file."""
+    from core.keras_datasets import network_problem
+
     ctor = {"mobilenet_v2": keras.applications.MobileNetV2, "xception": keras.applications.Xception}[kind]
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise UserError(f"weights file not found: {weights}")
-    if weights == "imagenet" and not imagenet_weights_file(kind, input_shape).is_file() and not _online():
-        raise UserError(offline_weights_message(kind, input_shape))
+    if weights == "imagenet" and not imagenet_weights_file(kind, input_shape).is_file():
+        problem = network_problem(imagenet_weights_url(kind, input_shape))
+        if problem:
+            raise UserError(offline_weights_message(kind, input_shape, problem))
     try:
         return ctor(input_shape=input_shape, include_top=False, weights=weights)
     except UserError:
         raise
-    except Exception as exc:  # network errors surface as many types (URLError, OSError, Exception)
+    except Exception as exc:  # Keras wraps URL errors in a bare Exception ("URL fetch failure on ...")
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         if weights == "imagenet":
-            raise UserError(f"{offline_weights_message(kind, input_shape)} ({type(exc).__name__})") from None
-        raise UserError(f"could not load {kind} weights from {weights}: {exc}") from None
+            raise UserError(offline_weights_message(kind, input_shape, first)) from None
+        raise UserError(f"could not load {kind} weights from {weights}: {first}") from None
 
 
 def build_mobilenetv2_transfer(
@@ -449,7 +439,7 @@ def build_model(
     h, w, c = input_shape
     floor = min_image_side(preset, builder if preset == "custom" else None)
     if min(h, w) < floor:
-        raise UserError(f"{preset} needs images of at least {floor}x{floor}; got {h}x{w}")
+        raise UserError(f"images too small for {preset}: it needs at least {floor}x{floor}; got {h}x{w}")
     if p.transfer and c != 3:
         raise UserError(f"{preset} needs 3-channel (RGB) input")
     kwargs: dict = {"weights": weights} if p.transfer else {}

@@ -56,6 +56,7 @@ MAX_PARAMS = 50_000_000  # our largest preset (Jedi/Sith ternary at 400x400) has
 MAX_WEIGHT_BYTES = (
     1 << 30
 )  # all arrays in model.weights.h5, optimizer slots included (Adam keeps 2 per weight)
+MAX_INPUT_SIDE = 4096  # every picture is resized to the input: 4096x4096x3 float32 is 200 MB
 MAX_INT_IN_UNKNOWN = 1 << 16  # units/filters/... in a config the walker cannot follow to the end
 _WEIGHTS_MEMBER = "model.weights.h5"
 _SIZE_KEYS = frozenset(
@@ -598,6 +599,10 @@ def describe(model, meta: dict[str, Any], source: str, class_names: list[str] | 
     shape = tuple(int(d) if d else 0 for d in model.inputs[0].shape[1:])
     if len(shape) != 3 or shape[2] not in (1, 3) or 0 in shape[:2]:
         raise UserError(f"{source}: expected an image model with input (height, width, 1 or 3); got {shape}")
+    if max(shape[:2]) > MAX_INPUT_SIDE:
+        raise UserError(
+            f"{source}: input {shape[0]}x{shape[1]} is over {MAX_INPUT_SIDE} pixels a side; refused"
+        )
     kind = meta.get("output_kind") or infer_output_kind(model)
     units = int(model.outputs[0].shape[-1])
     k = 2 if kind == "sigmoid" else units

@@ -108,7 +108,7 @@ def resolve(req: TrainRequest) -> dict[str, Any]:
     h, w = _image_size(req, preset, (h, w))
     floor = architectures.min_image_side(req.preset, spec)
     if min(h, w) < floor:
-        raise UserError(f"{req.preset} needs images of at least {floor}x{floor}; got {h}x{w}")
+        raise UserError(f"images too small for {req.preset}: it needs at least {floor}x{floor}; got {h}x{w}")
     if max(h, w) > v.MAX_IMAGE_SIDE:
         raise UserError(f"image size must be at most {v.MAX_IMAGE_SIDE} pixels a side; got {h}x{w}")
     channels = (
