@@ -141,3 +141,50 @@ def test_cli_refuses_bad_numbers_with_one_line_and_no_run(flag):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
     assert _no_runs()
+
+
+# ------------------------------------------------------------------ offline downloads say which file goes where
+
+UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: refused at once, no real network involved
+
+
+def test_offline_dataset_download_names_the_file_folder_and_url(monkeypatch, tmp_path):
+    from dataclasses import replace
+
+    from core import keras_datasets
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    src = keras_datasets.SOURCES["mnist"]
+    monkeypatch.setitem(keras_datasets.SOURCES, "mnist", replace(src, url=UNREACHABLE + "mnist.npz"))
+    with pytest.raises(UserError) as err:
+        keras_datasets.load_arrays("mnist", allow_download=True)
+    msg = str(err.value)
+    assert "network is unreachable" in msg and "127.0.0.1:9" in msg
+    assert str(tmp_path / "keras" / "datasets" / "mnist.npz") in msg and UNREACHABLE + "mnist.npz" in msg
+    assert "Click Download" not in msg and "(Exception)" not in msg and "\n" not in msg
+
+
+def test_offline_cifar_and_fashion_say_exactly_what_to_place(monkeypatch, tmp_path):
+    from core import keras_datasets
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("CONVNET_OFFLINE", "1")
+    monkeypatch.setattr(keras_datasets, "_debian_fashion_present", lambda: False)
+    with pytest.raises(UserError, match="cifar-10-batches-py-target_archive") as err:
+        keras_datasets.load_arrays("cifar10", allow_download=True)
+    assert "cifar-10-python.tar.gz" in str(err.value) and "network is unreachable" in str(err.value)
+    with pytest.raises(UserError) as err:
+        keras_datasets.load_arrays("fashion_mnist", allow_download=True)
+    assert str(tmp_path / "datasets" / "fashion-mnist") in str(err.value)
+    assert "train-images-idx3-ubyte.gz" in str(err.value)
+
+
+def test_offline_imagenet_weights_name_the_file_folder_and_url(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(architectures, "IMAGENET_ORIGIN", UNREACHABLE)
+    with pytest.raises(UserError) as err:
+        architectures.build_model("mobilenetv2-transfer", (32, 32, 3), 2)
+    msg = str(err.value)
+    name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    assert "network is unreachable" in msg and str(tmp_path / "models" / name) in msg
+    assert f"{UNREACHABLE}mobilenet_v2/{name}" in msg and "(Exception)" not in msg
