@@ -8,9 +8,12 @@ app or eating its memory, and a file over its cap is refused before a byte of it
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import stat
 from pathlib import Path
+
+import numpy as np
 
 from core.errors import UserError
 
@@ -31,8 +34,8 @@ def human_bytes(n: int) -> str:
 
 
 def is_number(value: object) -> bool:
-    """A real int or float (bool is not a number a person meant)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real int or float, numpy's included (bool is not a number a person meant)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def check_int(value: object, what: str, lo: int, hi: int) -> int:
