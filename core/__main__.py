@@ -163,9 +163,18 @@ def cmd_predict(args) -> int:
 
     lm = _loaded_model(args)
     results = predict_sources(lm, [(f, Path(f)) for f in args.images])
+    failed = False
     for r in results:
-        print(json.dumps(r.as_json()))
-    return 1 if any(r.error for r in results) else 0
+        try:  # allow_nan=False: NaN is not JSON; a non-finite number becomes this file's error, never output
+            line = json.dumps(r.as_json(), allow_nan=False)
+        except ValueError:
+            from core.prediction import NON_FINITE
+
+            line = json.dumps({"file": r.name, "error": NON_FINITE})
+            failed = True
+        failed = failed or bool(r.error)
+        print(line)
+    return 1 if failed else 0
 
 
 def cmd_evaluate(args) -> int:

@@ -6,10 +6,9 @@ model takes raw pixels in 0..255: the notebooks' scaling step lives inside the m
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,54 +173,46 @@ def imagenet_weights_file(kind: str, input_shape: Shape) -> Path:
     return models_dir / f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
 
 
-def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
-    if os.environ.get("CONVNET_OFFLINE") == "1":
-        return False
-
-    def probe() -> bool:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-
-    # getaddrinfo ignores socket timeouts and can hang for ~25 s offline, so the probe runs in a daemon thread
-    result: list[bool] = []
-    t = threading.Thread(target=lambda: result.append(_safe(probe)), daemon=True)
-    t.start()
-    t.join(timeout)
-    return bool(result and result[0])
+IMAGENET_ORIGIN = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/"  # where keras.applications fetch
+)
 
 
-def _safe(fn: Callable[[], bool]) -> bool:
-    try:
-        return fn()
-    except OSError:
-        return False
+def imagenet_weights_url(kind: str, input_shape: Shape) -> str:
+    return f"{IMAGENET_ORIGIN}{kind}/{imagenet_weights_file(kind, input_shape).name}"
 
 
-def offline_weights_message(kind: str, input_shape: Shape) -> str:
+def offline_weights_message(kind: str, input_shape: Shape, reason: str = "no internet") -> str:
     path = imagenet_weights_file(kind, input_shape)
     return (
-        f"ImageNet weights for {kind} are not on this machine and there is no internet: {path} is missing. "
-        "Connect once (Keras caches them there), put that file there by hand, choose random initialisation "
-        "(weights: random), or give the path of a local weights file (.h5)."
+        f"cannot download the ImageNet weights for {kind}: the network is unreachable ({reason}). "
+        f"On a machine with internet, download {imagenet_weights_url(kind, input_shape)} and put it at {path} "
+        "(Keras looks there first); or choose random initialisation (weights: random), "
+        "or give the path of a local weights file (.h5)."
     )
 
 
 def load_base(kind: str, input_shape: Shape, weights: str | None) -> keras.Model:
     """An ImageNet base without its top. weights: "imagenet" (download once, cached in ~/.keras),
     None (random initialisation) or a path to a local weights file."""
+    from core.keras_datasets import network_problem
+
     ctor = {"mobilenet_v2": keras.applications.MobileNetV2, "xception": keras.applications.Xception}[kind]
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise UserError(f"weights file not found: {weights}")
-    if weights == "imagenet" and not imagenet_weights_file(kind, input_shape).is_file() and not _online():
-        raise UserError(offline_weights_message(kind, input_shape))
+    if weights == "imagenet" and not imagenet_weights_file(kind, input_shape).is_file():
+        problem = network_problem(imagenet_weights_url(kind, input_shape))
+        if problem:
+            raise UserError(offline_weights_message(kind, input_shape, problem))
     try:
         return ctor(input_shape=input_shape, include_top=False, weights=weights)
     except UserError:
         raise
-    except Exception as exc:  # network errors surface as many types (URLError, OSError, Exception)
+    except Exception as exc:  # Keras wraps URL errors in a bare Exception ("URL fetch failure on ...")
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         if weights == "imagenet":
-            raise UserError(f"{offline_weights_message(kind, input_shape)} ({type(exc).__name__})") from None
-        raise UserError(f"could not load {kind} weights from {weights}: {exc}") from None
+            raise UserError(offline_weights_message(kind, input_shape, first)) from None
+        raise UserError(f"could not load {kind} weights from {weights}: {first}") from None
 
 
 def build_mobilenetv2_transfer(
@@ -446,10 +437,9 @@ def build_model(
     if num_classes < 2:
         raise UserError("need at least two classes to train a classifier")
     h, w, c = input_shape
-    if min(h, w) < p.min_image_size:
-        raise UserError(
-            f"{preset} needs images of at least {p.min_image_size}x{p.min_image_size}; got {h}x{w}"
-        )
+    floor = min_image_side(preset, builder if preset == "custom" else None)
+    if min(h, w) < floor:
+        raise UserError(f"images too small for {preset}: it needs at least {floor}x{floor}; got {h}x{w}")
     if p.transfer and c != 3:
         raise UserError(f"{preset} needs 3-channel (RGB) input")
     kwargs: dict = {"weights": weights} if p.transfer else {}
@@ -459,6 +449,52 @@ def build_model(
         return p.build(tuple(input_shape), num_classes, **kwargs)
     except ValueError as exc:  # e.g. feature maps shrink below the kernel size
         raise UserError(f"{preset} does not fit {h}x{w}x{c} images: {str(exc).splitlines()[0]}") from None
+
+
+TRANSFER_MIN_SIDE = {"mobilenet_v2": 32, "xception": 71}  # what keras.applications documents and enforces
+
+
+def _custom_min_side(spec: BuilderSpec) -> int:
+    """build_custom's own rule: each block needs a side of at least the kernel, then halves it when it can."""
+    for side in range(1, 4097):
+        s, ok = side, True
+        for _ in range(spec.conv_blocks):
+            if s < spec.kernel_size:
+                ok = False
+                break
+            if s >= 2:
+                s //= 2
+        if ok:
+            return side
+    return 4097
+
+
+@functools.lru_cache(maxsize=64)
+def min_image_side(preset: str, builder: BuilderSpec | None = None) -> int:
+    """The smallest image side a preset builds at, so a bad size is refused before a run exists.
+
+    Transfer bases have documented minimums; the small builder follows its own rule; for the other presets the
+    model is built once at its declared floor (a tiny model) and its config's shapes are walked down to the
+    smallest side whose every convolution and pooling still has an output.
+    """
+    p = get_preset(preset)
+    if p.transfer:
+        return TRANSFER_MIN_SIDE.get(p.transfer, p.min_image_size)
+    if preset == "custom":
+        return _custom_min_side(builder or BuilderSpec())
+    from core.models import ConfigWalk
+
+    try:
+        config = keras.saving.serialize_keras_object(p.build((p.min_image_size, p.min_image_size, 3), 3))
+    except Exception:
+        return p.min_image_size
+    inputs = [layer for layer in config["config"]["layers"] if layer.get("class_name") == "InputLayer"]
+    for side in range(1, p.min_image_size + 1):
+        for layer in inputs:
+            layer["config"]["batch_shape"] = [None, side, side, 3]
+        if ConfigWalk().model(config)[0] is not None:
+            return side
+    return p.min_image_size
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

@@ -7,6 +7,7 @@ one way at training time and another way at prediction time.
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
 from pathlib import Path
@@ -15,16 +16,26 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from core.errors import UserError
+from core.validation import read_regular_file
 
 # Pillow format ids we agree to parse; everything else (SVG, PSD, EPS, ICO, PDF, ...) is refused before a plugin
 # gets to look at the bytes. MPO (a JPEG with extra pictures, from phone depth/3D shots) has no opener of its own:
 # Pillow's JPEG opener hands it over, so it is read as a JPEG.
+# TIFFs Pillow cannot open (float or wide multi-channel ones, as tifffile writes them) are read with tifffile; iPhone
+# HEIC/HEIF photos through pillow-heif, whose Pillow opener is registered on the first HEIF file we see.
 ALLOWED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
-_DECODED_AS: frozenset[str] = frozenset({*ALLOWED_FORMATS, "MPO"})
+_DECODED_AS: frozenset[str] = frozenset({*ALLOWED_FORMATS, "MPO", "HEIF"})
 
 ALLOWED_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".gif", ".bmp", ".dib", ".webp", ".tif", ".tiff"}
+    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".gif", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".heic",
+     ".heif"}
+)  # fmt: skip
+MAX_FILE_BYTES = 256 << 20  # an 80-megapixel uncompressed RGB TIFF is 240 MB
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1", b"heif"}
 )
+_heif_opener: list[bool] = []  # [registered?] once tried
 
 _WHITE = 255.0
 
@@ -46,29 +57,103 @@ def _bomb_message(exc: Exception, max_pixels: int) -> str:
     return "image too large: it would decompress to far too many pixels"
 
 
+def is_heif(data: bytes) -> bool:
+    """An ISO-BMFF file whose major brand is HEIF/HEIC (what iPhones write)."""
+    return len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+
+
+def _register_heif() -> bool:
+    """pillow-heif's Pillow opener, registered once and only when a HEIF file arrives (it loads libheif)."""
+    if not _heif_opener:
+        try:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+            _heif_opener.append(True)
+        except Exception:  # missing or broken wheel: HEIF files are then refused like any unknown format
+            _heif_opener.append(False)
+    return _heif_opener[0]
+
+
+def _check_size(width: int, height: int, max_side: int, max_pixels: int, name: str | None) -> None:
+    if width <= 0 or height <= 0:
+        raise UserError(_with_name("file is truncated or corrupt", name))
+    if width > max_side or height > max_side:
+        raise UserError(_with_name(f"image too large: {width}×{height} (limit {max_side} px a side)", name))
+    if width * height > max_pixels:
+        raise UserError(
+            _with_name(f"image too large: {width}×{height} (limit {_megapixels(max_pixels)})", name)
+        )
+
+
+def _wide_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """16-bit drops its low byte (as Pillow does for 16-bit RGB TIFFs); floats in 0..1 are scaled by 255, other
+    floats and signed integers are stretched min..max; a constant picture becomes black."""
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype.kind == "u":
+        return (arr >> (8 * arr.dtype.itemsize - 8)).astype(np.uint8)
+    a = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if arr.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
+        out = a * 255.0
+    elif hi > lo:
+        out = (a - lo) * (255.0 / (hi - lo))
+    else:
+        out = np.zeros_like(a)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _load_tiff(data: bytes, max_side: int, max_pixels: int, name: str | None) -> Image.Image:
+    """A TIFF Pillow cannot read, through tifffile: first page only, size checked from its tags before decoding."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages.first
+            axes, shape = page.axes, tuple(int(d) for d in page.shape)
+            if "Y" not in axes or "X" not in axes:
+                raise UserError(_with_name("unsupported TIFF layout", name))
+            height, width = shape[axes.index("Y")], shape[axes.index("X")]
+            _check_size(width, height, max_side, max_pixels, name)
+            if math.prod(shape) > 4 * max_pixels:
+                raise UserError(_with_name("image too large: too many samples per pixel", name))
+            arr = np.asarray(page.asarray())
+    except UserError:
+        raise
+    except MemoryError:
+        raise UserError(_with_name("image too large to decode", name)) from None
+    except Exception:  # bad tags, truncated strips, compression without a codec
+        raise UserError(_with_name("file is truncated or corrupt", name)) from None
+    order = [axes.index(a) for a in "YXS" if a in axes]
+    rest = [i for i in range(arr.ndim) if i not in order]
+    arr = np.transpose(arr, order + rest).reshape(arr.shape[order[0]], arr.shape[order[1]], -1)
+    if arr.shape[2] > 4:
+        arr = arr[..., :3]  # extra samples beyond RGBA (e.g. multispectral): keep the first three
+    arr = _wide_to_uint8(arr)
+    return Image.fromarray(np.ascontiguousarray(arr[..., 0] if arr.shape[2] == 1 else arr))
+
+
 def load_image(
     source: bytes | Path | str,
     *,
     max_side: int = 12000,
     max_pixels: int = 80_000_000,
+    max_bytes: int = MAX_FILE_BYTES,
     name: str | None = None,
 ) -> Image.Image:
     """Decode untrusted bytes or a file into a fully loaded, upright, single-frame image.
 
     The size is checked from the header before any pixel is decoded, so a tiny file that claims to be a
-    40000×40000 picture is refused without allocating gigabytes. The result no longer references the file.
+    40000×40000 picture is refused without allocating gigabytes. A path is stat-ed before it is opened, so a
+    fifo, a device or a huge file is refused instead of read. The result no longer references the file.
     """
     if isinstance(source, (str, Path)):
         path = Path(source)
         name = name or path.name
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise UserError(_with_name("file not found", name)) from None
-        except IsADirectoryError:
-            raise UserError(_with_name("this is a folder, not an image", name)) from None
-        except OSError as exc:
-            raise UserError(_with_name(f"cannot read file ({exc.strerror or exc})", name)) from None
+        data = read_regular_file(path, max_bytes, "file", name)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:
@@ -76,33 +161,34 @@ def load_image(
 
     if not data:
         raise UserError(_with_name("empty file", name))
+    if len(data) > max_bytes:
+        raise UserError(_with_name(f"file too large (limit {max_bytes >> 20} MiB)", name))
+    formats = list(ALLOWED_FORMATS)
+    if is_heif(data) and _register_heif():
+        formats.append("HEIF")
+    tiff = data[:4] in _TIFF_MAGIC
 
     with warnings.catch_warnings():
         # Pillow's own bomb guard only warns below 2x MAX_IMAGE_PIXELS; for untrusted input a warning is a refusal.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            img = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+            img = Image.open(io.BytesIO(data), formats=formats)
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
             raise UserError(_with_name(_bomb_message(exc, max_pixels), name)) from None
         except Image.UnidentifiedImageError:
+            if tiff:
+                return _load_tiff(data, max_side, max_pixels, name)
             raise UserError(_with_name("not an image (or a format we don't read)", name)) from None
         except Exception:  # a plugin choking on a malformed header
+            if tiff:
+                return _load_tiff(data, max_side, max_pixels, name)
             raise UserError(_with_name("file is truncated or corrupt", name)) from None
 
         try:
             if img.format not in _DECODED_AS:
                 raise UserError(_with_name("not an image (or a format we don't read)", name))
             width, height = img.size
-            if width <= 0 or height <= 0:
-                raise UserError(_with_name("file is truncated or corrupt", name))
-            if width > max_side or height > max_side:
-                raise UserError(
-                    _with_name(f"image too large: {width}×{height} (limit {max_side} px a side)", name)
-                )
-            if width * height > max_pixels:
-                raise UserError(
-                    _with_name(f"image too large: {width}×{height} (limit {_megapixels(max_pixels)})", name)
-                )
+            _check_size(width, height, max_side, max_pixels, name)
             try:
                 img.seek(0)  # first frame of an animation / first page of a multipage TIFF
                 img.load()
@@ -115,6 +201,8 @@ def load_image(
             except (MemoryError, RecursionError):
                 raise UserError(_with_name("image too large to decode", name)) from None
             except Exception:  # OSError "image file is truncated", zlib/struct/Syntax errors from bad data
+                if tiff:  # a TIFF layout Pillow opens but cannot decode
+                    return _load_tiff(data, max_side, max_pixels, name)
                 raise UserError(_with_name("file is truncated or corrupt", name)) from None
             try:
                 upright = ImageOps.exif_transpose(img)

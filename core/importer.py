@@ -23,7 +23,8 @@ from PIL import Image
 
 from core import paths
 from core.errors import UserError
-from core.images import ALLOWED_EXTENSIONS, flatten, load_image
+from core.images import ALLOWED_EXTENSIONS, flatten, is_heif, load_image
+from core.validation import regular_file
 
 SPLIT_ALIASES: dict[str, str] = {
     "train": "train",
@@ -37,7 +38,11 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _CHUNK = 1 << 20
 _MAX_CLASS_NAME = 100
-_JPEG_SOURCES = ("JPEG", "MPO")
+_JPEG_SOURCES = ("JPEG", "MPO", "HEIF")
+# built-in datasets (core.keras_datasets) live in the same catalog: an import must not shadow one
+RESERVED_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion_mnist", "cifar10", paths.EMBEDDED_DATASET)
+_UTF8_FLAG = 0x800
+MAX_ZIP_BYTES = 8 * 2**30
 
 
 @dataclass
@@ -82,6 +87,8 @@ def _check_name(name: str) -> None:
         )
     if name.lower() == paths.EMBEDDED_DATASET.lower():
         raise UserError(f"{name} is the built-in sample; pick another name")
+    if name.lower() in {n.lower() for n in RESERVED_NAMES}:
+        raise UserError(f"{name} is the name of a built-in dataset; pick another name")
 
 
 def _unsafe_reason(raw: str) -> str | None:
@@ -156,7 +163,7 @@ def _zip_entries(zf: zipfile.ZipFile, max_members: int, skips: _Skips) -> list[_
         raise UserError(f"zip has more than {max_members} entries; import stopped")
     entries: list[_Entry] = []
     for info in infos:
-        raw = info.filename
+        raw = member_name(info)
         reason = _unsafe_reason(raw)
         if reason is None and stat.S_ISLNK(info.external_attr >> 16):
             reason = "symbolic link"
@@ -180,9 +187,25 @@ def _zip_entries(zf: zipfile.ZipFile, max_members: int, skips: _Skips) -> list[_
     return entries
 
 
+def member_name(info: zipfile.ZipInfo) -> str:
+    """A member's name as its author wrote it.
+
+    Without the UTF-8 flag, zipfile decodes names as cp437, but many tools (macOS Archive Utility, 7-Zip, Linux
+    zip) write UTF-8 without setting it: when the cp437 reading re-encodes to valid UTF-8, that is the name.
+    """
+    name = info.filename
+    if info.flag_bits & _UTF8_FLAG:
+        return name
+    try:
+        return name.encode("cp437").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return name
+
+
 def _read_regular_file(path: Path) -> Iterator[bytes]:
-    # O_NOFOLLOW: a file swapped for a symlink after we looked at it is still refused
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    # O_NOFOLLOW: a file swapped for a symlink after we looked at it is still refused; O_NONBLOCK: a fifo swapped
+    # in opens at once (instead of waiting for a writer) and the fstat below refuses it
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
             raise OSError("not a regular file")
@@ -285,13 +308,19 @@ def import_dataset(
     target = data_dir / name
     if target.exists() or target.is_symlink():
         raise UserError(f"a dataset named {name} already exists")
-    if not source.exists():
-        raise UserError(f"no such file or folder: {source.name}")
+    try:
+        st = os.stat(source)
+    except FileNotFoundError:
+        raise UserError(f"no such file or folder: {source.name}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {source.name} ({exc.strerror or exc})") from None
 
     skips = _Skips()
-    if source.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         entries = _folder_entries(source, max_members, skips)
         return _import(entries, "folder", target, skips, max_member_bytes, max_total_bytes)
+    # a fifo would block the import forever and /dev/zero never ends: only a regular file can be a zip
+    regular_file(source, MAX_ZIP_BYTES, "zip file")
     try:
         zf = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
@@ -463,4 +492,6 @@ def _source_format(data: bytes) -> str | None:
     """Sniff the container so JPEG photos stay JPEG; decoding already succeeded, this only picks the encoder."""
     if data[:3] == b"\xff\xd8\xff":
         return "JPEG"
+    if is_heif(data):
+        return "HEIF"  # a phone photo: stored as JPEG q95 like one, not as a PNG five times its size
     return None

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import socket
+import threading
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,9 @@ FASHION_CLASSES = [
 ]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 DIGITS = [str(i) for i in range(10)]
+CIFAR_ARCHIVE = (
+    "cifar-10-batches-py-target_archive"  # keras.datasets.cifar10 downloads its .tar.gz to this name
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,20 @@ def keras_cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
 
 
+def placements(name: str) -> list[tuple[str, Path]]:
+    """(URL, where it must lie) for every file Keras needs to load `name` without the network.
+
+    CIFAR-10's archive keeps the name Keras 3 gives its download (`<fname>_archive`); Keras unpacks it on load.
+    """
+    src = SOURCES[name]
+    root = keras_cache_dir()
+    if name == "fashion_mnist":
+        return [(src.url + f, root / src.cache_file / f) for pair in FASHION_FILES.values() for f in pair]
+    if name == "cifar10":
+        return [(src.url, root / CIFAR_ARCHIVE)]
+    return [(src.url, root / src.cache_file)] if src.cache_file else []
+
+
 def _debian_fashion_present() -> bool:
     return all((DEBIAN_FASHION / f).is_file() for pair in FASHION_FILES.values() for f in pair)
 
@@ -77,18 +97,69 @@ def is_available(name: str) -> bool:
         return True
     if name == "fashion_mnist" and _debian_fashion_present():
         return True
-    return (keras_cache_dir() / src.cache_file).exists()
+    return all(path.is_file() for _, path in placements(name))
+
+
+def _place_hint(name: str) -> str:
+    """Exactly which file goes where, so a machine without internet can be given the data by hand."""
+    files = placements(name)
+    if name == "cifar10":
+        url, path = files[0]
+        return f"put {url} at {path} (that exact name; Keras unpacks it)"
+    if len(files) == 1:
+        url, path = files[0]
+        return f"put the file {url} at {path}"
+    folder = files[0][1].parent
+    return f"put the files {', '.join(p.name for _, p in files)} from {SOURCES[name].url} in {folder}"
 
 
 def missing_message(name: str) -> str:
     src = SOURCES[name]
-    where = keras_cache_dir() / src.cache_file
     extra = " or `apt-get install dataset-fashion-mnist`" if name == "fashion_mnist" else ""
+    missing = next((p for _, p in placements(name) if not p.is_file()), keras_cache_dir() / src.cache_file)
+    label = "cifar-10-batches-py" if name == "cifar10" else missing.name
     return (
-        f"{src.title} is not downloaded: {where} is missing. Click Download on the Datasets page "
+        f"{src.title} is not downloaded: {label} is missing ({missing}). Click Download on the Datasets page "
         f"(needs internet, {src.size_note}), run `python -m core download {name}`{extra}, "
-        f"or put the file from {src.url} there."
+        f"or {_place_hint(name)}."
     )
+
+
+def offline_message(name: str, reason: str) -> str:
+    """What to do when a download cannot reach its server: no loop back to "click Download"."""
+    src = SOURCES[name]
+    return (
+        f"cannot download {src.title}: the network is unreachable ({reason}). "
+        f"On a machine with internet, download it and {_place_hint(name)}; then try again."
+    )
+
+
+def network_problem(url: str, timeout: float = 5.0) -> str | None:
+    """None when url's server accepts a connection, else why not. CONVNET_OFFLINE=1 says offline at once.
+
+    getaddrinfo ignores socket timeouts and can hang for ~25 s offline, so the probe runs in a daemon thread.
+    """
+    if os.environ.get("CONVNET_OFFLINE") == "1":
+        return "CONVNET_OFFLINE=1"
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return f"bad address {url}"
+    result: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(None)
+        except OSError as exc:
+            result.append(f"cannot connect to {host}:{port}: {exc.strerror or type(exc).__name__}")
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout + 1.0)
+    return result[0] if result else f"no answer from {host}:{port} within {timeout:g} s"
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -117,8 +188,13 @@ def load_arrays(name: str, *, allow_download: bool = False) -> dict[str, tuple[n
                 _read_idx(DEBIAN_FASHION / lab).astype(np.int64),
             )
         return out
-    if not is_available(name) and not allow_download:
-        raise UserError(missing_message(name))
+    if not is_available(name):
+        if not allow_download:
+            raise UserError(missing_message(name))
+        for url in dict.fromkeys(url for url, _ in placements(name)):
+            problem = network_problem(url)
+            if problem:
+                raise UserError(offline_message(name, problem))
     import keras
 
     loader = {
@@ -128,8 +204,11 @@ def load_arrays(name: str, *, allow_download: bool = False) -> dict[str, tuple[n
     }
     try:
         (xtr, ytr), (xte, yte) = loader[name].load_data()
-    except Exception as exc:  # urllib errors, partial files, ...
-        raise UserError(f"{missing_message(name)} ({type(exc).__name__})") from None
+    except Exception as exc:  # Keras wraps URL errors in a bare Exception; partial files, bad hashes, ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        if "URL fetch failure" in first or isinstance(exc, OSError):
+            raise UserError(offline_message(name, first)) from None
+        raise UserError(f"could not load {SOURCES[name].title} ({first}); {_place_hint(name)}") from None
 
     def fix(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = x if x.ndim == 4 else x[..., None]

@@ -12,6 +12,10 @@ from core.images import prepare
 from core.models import LoadedModel
 from core.probabilities import to_probabilities
 
+NON_FINITE = (
+    "the model produced non-finite outputs (NaN); it was probably trained with too high a learning rate"
+)
+
 
 @dataclass
 class Prediction:
@@ -61,5 +65,9 @@ def predict_sources(
         chunk = ready[i : i + batch]
         probs = probabilities(lm, np.stack([x for _, x in chunk]))
         for (idx, _), p in zip(chunk, probs, strict=True):
+            if not np.all(np.isfinite(p)):
+                results[idx].error = NON_FINITE
+                results[idx].seen = None
+                continue
             results[idx].probabilities = {c: float(v) for c, v in zip(lm.class_names, p, strict=True)}
     return results

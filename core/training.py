@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core import architectures, atomic, datasets, runs
+from core import architectures, atomic, datasets, runs, validation
 from core.errors import UserError
 from core.runs import process_start_time  # noqa: F401  (kept here too: tests and pages import it from training)
 
@@ -47,9 +47,59 @@ class TrainRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _image_size(req: TrainRequest, preset, dataset_hw: tuple[int, int]) -> tuple[int, int]:
+    if req.image_size is None:
+        return tuple(preset.image_size) if preset.image_size else dataset_hw  # type: ignore[return-value]
+    if not isinstance(req.image_size, (tuple, list)) or len(req.image_size) != 2:
+        raise UserError(f"image size must be two numbers, height and width; got {req.image_size!r}")
+    h, w = (validation.check_int(v, "image size", 1, validation.MAX_IMAGE_SIDE) for v in req.image_size)
+    return h, w
+
+
+def _builder_spec(builder: dict[str, Any] | None) -> architectures.BuilderSpec | None:
+    """The small builder's numbers, bounded so a typo cannot ask for a model that does not fit in memory."""
+    if builder is None:
+        return None
+    fields = architectures.BuilderSpec.__dataclass_fields__
+    unknown = set(builder) - set(fields)
+    if unknown:
+        raise UserError(f"unknown builder settings: {', '.join(sorted(unknown))}")
+    spec = architectures.BuilderSpec(**builder)
+    validation.check_int(spec.conv_blocks, "conv blocks", 0, 8)
+    validation.check_int(spec.filters, "filters", 1, 1024)
+    validation.check_float(spec.filter_growth, "filter growth", 0.25, 4.0, lo_open=False, hi_open=False)
+    validation.check_int(spec.kernel_size, "kernel size", 1, 15)
+    validation.check_float(spec.dropout, "dropout", 0.0, 1.0, lo_open=False, hi_open=True)
+    validation.check_int(spec.dense_units, "dense units", 0, 8192)
+    return spec
+
+
 def resolve(req: TrainRequest) -> dict[str, Any]:
-    """Fill every default so config.json says exactly what was trained; raises UserError for bad combinations."""
+    """Fill every default so config.json says exactly what was trained; raises UserError for bad combinations.
+
+    Every number is checked here, before a run exists, so the CLI and the Train page refuse the same inputs with
+    the same line. `None` means "the default"; 0 is a value (and refused where it makes no sense), never a default.
+    """
+    v = validation
     preset = architectures.get_preset(req.preset)
+    epochs = v.check_int(req.epochs if req.epochs is not None else preset.epochs, "epochs", 1, v.MAX_EPOCHS)
+    batch_size = v.check_int(
+        req.batch_size if req.batch_size is not None else preset.batch_size, "batch size", 1, v.MAX_BATCH_SIZE
+    )
+    lr = v.check_float(
+        req.learning_rate if req.learning_rate is not None else preset.learning_rate,
+        "learning rate", 0.0, v.MAX_LEARNING_RATE, lo_open=True, hi_open=False,
+    )  # fmt: skip
+    seed = v.check_int(req.seed, "seed", 0, v.MAX_SEED)
+    val_split = v.check_float(req.val_split, "validation split", 0.0, 1.0, lo_open=False, hi_open=True)
+    limit = v.check_int(req.limit, "limit", 1, 2**31 - 1) if req.limit is not None else None
+    early_stopping = v.check_int(req.early_stopping, "early-stopping patience", 0, v.MAX_EPOCHS)
+    if req.target_accuracy is not None:
+        v.check_float(req.target_accuracy, "target accuracy", 0.0, 1.0, lo_open=True, hi_open=False)
+    spec = _builder_spec(req.builder) if req.preset == "custom" else None
+    weights = None if req.weights in (None, "random", "none") else req.weights
+    if preset.transfer and weights not in (None, "imagenet"):
+        weights = v.check_weights_path(str(weights))
     info = datasets.get_dataset(req.dataset)
     if not info.available:
         from core.keras_datasets import missing_message
@@ -58,27 +108,21 @@ def resolve(req: TrainRequest) -> dict[str, Any]:
     if len(info.class_names) < 2:
         raise UserError(f"dataset {req.dataset} needs at least two classes with images")
     h, w, c = datasets.default_input_shape(info)
-    if req.image_size:
-        h, w = req.image_size
-    elif preset.image_size:
-        h, w = preset.image_size
-    channels = req.channels or preset.channels or c
-    epochs = req.epochs if req.epochs is not None else preset.epochs
-    batch_size = req.batch_size or preset.batch_size
-    lr = req.learning_rate or preset.learning_rate
-    optimizer = (req.optimizer or preset.optimizer).lower()
-    cw = req.class_weights or preset.class_weights
+    h, w = _image_size(req, preset, (h, w))
+    floor = architectures.min_image_side(req.preset, spec)
+    if min(h, w) < floor:
+        raise UserError(f"images too small for {req.preset}: it needs at least {floor}x{floor}; got {h}x{w}")
+    if max(h, w) > v.MAX_IMAGE_SIDE:
+        raise UserError(f"image size must be at most {v.MAX_IMAGE_SIDE} pixels a side; got {h}x{w}")
+    channels = (
+        req.channels if req.channels is not None else (preset.channels if preset.channels is not None else c)
+    )
+    optimizer = (req.optimizer if req.optimizer is not None else preset.optimizer).lower()
+    cw = req.class_weights if req.class_weights is not None else preset.class_weights
     checks = [
-        (epochs >= 1, "epochs must be at least 1"),
-        (batch_size >= 1, "batch size must be at least 1"),
-        (lr > 0, "learning rate must be positive"),
-        (0.0 <= req.val_split < 1.0, "validation split must be in [0, 1)"),
-        (min(h, w) >= 1 and max(h, w) <= 1024, "image size must be between 1 and 1024 pixels"),
         (channels in (1, 3), "channels must be 1 or 3"),
         (optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (cw in CLASS_WEIGHT_METHODS, f"class weights must be one of {', '.join(CLASS_WEIGHT_METHODS)}"),
-        (req.early_stopping >= 0, "early-stopping patience must be 0 (off) or more"),
-        (req.target_accuracy is None or 0 < req.target_accuracy <= 1, "target accuracy must be in (0, 1]"),
         (
             req.strategy in ("default", "mirrored", "multiworker"),
             "strategy must be default, mirrored or multiworker",
@@ -89,7 +133,6 @@ def resolve(req: TrainRequest) -> dict[str, Any]:
             raise UserError(msg)
     num_classes = len(info.class_names)
     kind = architectures.output_kind(req.preset, num_classes)
-    weights = None if req.weights in (None, "random", "none") else req.weights
     return {
         "dataset": req.dataset,
         "dataset_title": info.title,
@@ -104,15 +147,15 @@ def resolve(req: TrainRequest) -> dict[str, Any]:
         "batch_size": int(batch_size),
         "optimizer": optimizer,
         "learning_rate": float(lr),
-        "seed": int(req.seed),
-        "val_split": float(req.val_split),
+        "seed": seed,
+        "val_split": val_split,
         "class_weights": cw,
-        "early_stopping": int(req.early_stopping),
+        "early_stopping": early_stopping,
         "restore_best": bool(req.restore_best),
         "target_accuracy": req.target_accuracy,
         "weights": weights if preset.transfer else None,
         "builder": req.builder,
-        "limit": req.limit,
+        "limit": limit,
         "strategy": req.strategy,
         **req.extra,
     }

@@ -98,3 +98,12 @@ def test_train_run_with_another_strategy_is_refused(isolated_dirs):
     assert_one_line_error(
         cli("train", "--run", run.run_id, "--strategy", "mirrored"), "created for --strategy default"
     )
+
+
+def test_download_offline_says_unreachable_and_where_to_put_the_file(tmp_path):
+    env = {**os.environ, "KERAS_HOME": str(tmp_path), "CONVNET_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", "core", "download", "mnist"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert_one_line_error(out, "network is unreachable")
+    assert str(tmp_path / "datasets" / "mnist.npz") in out.stderr and "mnist.npz" in out.stderr
+    assert out.returncode == 2

@@ -348,3 +348,71 @@ def test_truncated_jpeg_and_damaged_png_data():
     png[idat + 200 : idat + 600] = bytes(400)  # wipe part of the compressed pixel stream
     with pytest.raises(UserError, match="^file is truncated or corrupt$"):
         load_image(bytes(png))
+
+
+# ------------------------------------------------------------------ TIFFs Pillow cannot open, HEIC/HEIF photos
+
+
+def _tiff(arr: np.ndarray, **kwargs) -> bytes:
+    import tifffile
+
+    buf = io.BytesIO()
+    kwargs.setdefault("photometric", "rgb" if arr.ndim == 3 and arr.shape[-1] == 3 else "minisblack")
+    tifffile.imwrite(buf, arr, **kwargs)
+    return buf.getvalue()
+
+
+def test_float32_rgb_tiff_is_read_through_tifffile():
+    rng = np.random.default_rng(0)
+    unit = rng.random((12, 10, 3)).astype(np.float32)
+    unit[0, 0] = (0.0, 0.5, 1.0)
+    img = load_image(_tiff(unit), name="unit.tif")
+    arr = np.asarray(img)
+    assert img.mode == "RGB" and arr.shape == (12, 10, 3)
+    assert tuple(arr[0, 0]) == (0, 128, 255)  # 0..1 floats are the usual normalised image: times 255
+    wide = (unit * 1000.0 - 5.0).astype(np.float32)  # any other range is stretched min..max
+    arr = np.asarray(load_image(_tiff(wide)))
+    assert arr.min() == 0 and arr.max() == 255
+    x, _ = prepare(_tiff(unit), (6, 5), 1)
+    assert x.shape == (6, 5, 1) and 0 <= x.min() and x.max() <= 255
+
+
+def test_float64_gray_and_uint32_rgb_tiffs():
+    gray = np.linspace(0, 1, 80, dtype=np.float64).reshape(8, 10)
+    arr = np.asarray(load_image(_tiff(gray)))
+    assert arr.shape == (8, 10) and arr[0, 0] == 0 and arr[-1, -1] == 255
+    wide = np.full((4, 5, 3), 0x80FF_FFFF, np.uint32)
+    assert np.all(np.asarray(load_image(_tiff(wide))) == 0x80)  # keeps the high byte, like 16-bit >> 8
+
+
+def test_uint16_rgb_tiff_keeps_its_high_byte():
+    arr16 = np.array([[[0, 256, 65535], [1000, 30000, 60000]]], dtype=np.uint16)
+    arr = np.asarray(load_image(_tiff(arr16)))
+    assert arr.shape == (1, 2, 3) and arr.tolist() == (arr16 >> 8).astype(np.uint8).tolist()
+
+
+def test_tifffile_path_respects_the_pixel_cap():
+    with pytest.raises(UserError, match="image too large"):
+        load_image(_tiff(np.zeros((40, 50, 3), np.float32)), max_pixels=1000)
+
+
+def _heic(img: Image.Image) -> bytes:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    if not pillow_heif.libheif_info().get("HEIF"):
+        pytest.skip("this pillow-heif wheel has no HEIF encoder")
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(img).save(buf, quality=90)
+    return buf.getvalue()
+
+
+def test_heic_photo_decodes(tmp_path):
+    src = Image.new("RGB", (64, 48), (200, 40, 30))
+    data = _heic(src)
+    img = load_image(data, name="IMG_0001.HEIC")
+    assert img.mode == "RGB" and img.size == (64, 48)
+    r, g, b = np.asarray(img).reshape(-1, 3).mean(axis=0)
+    assert abs(r - 200) < 12 and abs(g - 40) < 12 and abs(b - 30) < 12
+    assert {".heic", ".heif"} <= ALLOWED_EXTENSIONS
+    path = tmp_path / "IMG_0001.heic"
+    path.write_bytes(data)
+    assert load_image(path).size == (64, 48)

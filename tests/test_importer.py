@@ -386,3 +386,47 @@ def test_existing_dataset_is_untouched(tmp_path):
 def test_missing_source(tmp_path):
     with pytest.raises(UserError, match="^no such file or folder: nope.zip$"):
         import_dataset(tmp_path / "nope.zip", "x", data_dir=tmp_path / "data")
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist", "fashion_mnist", "cifar10", "MNIST", "Cifar10"])
+def test_reserved_builtin_names_are_refused_before_anything_is_created(tmp_path, name):
+    src = make_tree(tmp_path / "src", TWO_CLASSES)
+    with pytest.raises(UserError, match="built-in"):
+        import_dataset(src, name, data_dir=tmp_path / "data")
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+# ------------------------------------------------------------------ member names without the UTF-8 flag
+
+
+class _RawName(zipfile.ZipInfo):
+    """Writes the name's cp437 bytes with the UTF-8 flag cleared, as many zip tools do for UTF-8 names."""
+
+    def _encodeFilenameFlags(self):  # noqa: N802 (zipfile's own name)
+        return self.filename.encode("cp437"), self.flag_bits & ~0x800
+
+
+def _raw_zip(path: Path, files: dict[bytes, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for raw, content in files.items():
+            info = _RawName(raw.decode("cp437"))
+            info.flag_bits = 0  # no UTF-8 flag
+            zf.writestr(info, content)
+    with zipfile.ZipFile(path) as zf:  # what a reader sees: cp437, no flag
+        assert all(not i.flag_bits & 0x800 for i in zf.infolist())
+    return path
+
+
+def test_utf8_names_without_the_flag_and_real_cp437_names(tmp_path):
+    zpath = _raw_zip(
+        tmp_path / "names.zip",
+        {
+            "été/a.png".encode(): png(10),  # UTF-8 bytes, flag not set (macOS, 7-Zip, Info-ZIP)
+            "été/b.png".encode(): png(20),
+            "café/c.png".encode("cp437"): png(200),  # genuinely cp437 (old DOS/Windows tools)
+            "café/d.png".encode("cp437"): png(220),
+        },
+    )
+    rep = import_dataset(zpath, "names", data_dir=tmp_path / "data")
+    assert rep.class_counts == {"all": {"café": 2, "été": 2}}
+    assert {p.name for p in (tmp_path / "data" / "names").iterdir()} == {"café", "été"}
