@@ -495,3 +495,68 @@ def _source_format(data: bytes) -> str | None:
     if is_heif(data):
         return "HEIF"  # a phone photo: stored as JPEG q95 like one, not as a PNG five times its size
     return None
+
+
+# ---------------------------------------------------------------- uploaded folders (the UI's folder upload)
+
+
+def import_uploaded_files(
+    files: list[tuple[str, bytes]],
+    name: str,
+    *,
+    data_dir: Path | None = None,
+    max_files: int = 200_000,
+    max_total_bytes: int = 4 * 2**30,
+    max_file_bytes: int = 64 * 2**20,
+) -> ImportReport:
+    """Import a browser folder upload: (relative path, bytes) pairs, e.g. ("pets/cat/1.jpg", b"...").
+
+    The paths come from the browser and are hostile like zip member names, so each is vetted the same way and
+    only plain relative paths are written, under a private temp folder, which then goes through `import_dataset`
+    like any folder. `name` may be blank: the folder's own name is used then.
+    """
+    if len(files) > max_files:
+        raise UserError(f"folder has more than {max_files} files; import stopped")
+    total = sum(len(data) for _, data in files)
+    if total > max_total_bytes:
+        raise UserError(
+            f"folder holds more than {_human_bytes(max_total_bytes)}; split it into smaller parts"
+        )
+    skips = _Skips()
+    kept: dict[str, tuple[tuple[str, ...], bytes]] = {}  # lower-cased path -> parts, bytes (one per path)
+    for raw, data in files:
+        raw = str(raw)
+        parts = _split_parts(raw)
+        reason = _unsafe_reason(raw) or (None if parts else "empty name")
+        if reason is None and len(data) > max_file_bytes:
+            reason = f"file over {_human_bytes(max_file_bytes)}"
+        if reason is None and "/".join(parts).lower() in kept:
+            reason = "same path uploaded twice"
+        if reason is not None:
+            skips.add(raw, reason)
+            continue
+        ignored = _ignored(parts, False)
+        if ignored is not None:
+            skips.add(*ignored)
+            continue
+        kept["/".join(parts).lower()] = (parts, data)
+    if not kept:
+        raise UserError("the folder holds no files to import")
+    tops = {parts[0] for parts, _ in kept.values() if len(parts) > 1}
+    name = (name or "").strip() or (tops.pop() if len(tops) == 1 else "")
+    if not name:
+        raise UserError("give the dataset a name")
+    with tempfile.TemporaryDirectory(prefix="convnet-upload-") as tmp:
+        root = Path(tmp) / "upload"
+        for parts, data in kept.values():
+            dest = root.joinpath(*parts)
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with open(dest, "xb") as fh:
+                    fh.write(data)
+            except OSError as exc:
+                skips.add("/".join(parts), f"cannot be stored ({exc.strerror or exc})")
+        report = import_dataset(root, name, data_dir=data_dir, max_members=sum(len(p) for p, _ in kept.values()),
+                                max_total_bytes=max_total_bytes, max_member_bytes=max_file_bytes)  # fmt: skip
+    report.skipped = skips.items + report.skipped
+    return report
