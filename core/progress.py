@@ -65,17 +65,27 @@ def curves_figure(series: dict[str, list[dict]]) -> go.Figure:
     return fig
 
 
+WARNING_MARK = "⚠"
+
+
+def warning_marker(run: runs.Run) -> str:
+    """A visible marker in front of a label, so a run that finished with warnings never looks like a clean one."""
+    return f"{WARNING_MARK} " if run.warnings else ""
+
+
 def runs_table(all_runs: list[runs.Run]) -> list[dict]:
+    """One row per run: a short readable label first (name · preset · dataset · val acc · state), the run id last."""
     rows = []
     for r in all_runs:
         acc = r.status.get("best_val_accuracy")
         rows.append({
-            "run": r.run_id,
+            "run": warning_marker(r) + r.short_label(),
             "status": r.state + (f": {r.status['error']}" if r.status.get("error") else ""),
-            "dataset": r.config.get("dataset"),
-            "preset": r.config.get("preset"),
+            "warnings": "; ".join(r.warnings),
             "epochs": f"{r.status.get('epochs_done', 0)}/{r.config.get('epochs')}",
             "best val acc": round(acc, 4) if isinstance(acc, int | float) else None,
             "duration s": round(d) if (d := runs.duration(r.status)) else None,
+            "note": r.note,
+            "id": r.run_id,
         })  # fmt: skip
     return rows

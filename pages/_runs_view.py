@@ -1,4 +1,8 @@
-"""The runs list on the Train page: pick active, overlay curves, delete with confirmation, export."""
+"""The runs list on the Train page: pick active, overlay curves, rename, delete to the trash with undo, export.
+
+Table rows are positions, and positions move when a run is deleted, restored or started; so every action is bound
+to a run id when its button is drawn, and the table's selection is cleared whenever the rows change.
+"""
 
 from __future__ import annotations
 
@@ -56,35 +60,99 @@ def export_active() -> None:
     _export_box(run)
 
 
+def _table_key() -> str:
+    return f"runs_table_{st.session_state.get('runs_table_gen', 0)}"
+
+
+def _clear_selection() -> None:
+    """A new key gives a fresh table with nothing selected (and so no confirm left open for another run)."""
+    st.session_state.runs_table_gen = st.session_state.get("runs_table_gen", 0) + 1
+
+
+def _delete(run_id: str, label: str) -> None:
+    """on_click of the confirm button, bound to the id it asked about, never to a row index."""
+    try:
+        entry = runs.delete_run(run_id)
+    except UserError as exc:
+        st.session_state.runs_error = str(exc)
+        return
+    st.session_state.setdefault("deleted_runs", []).append((entry, label))
+    _clear_selection()
+
+
+def _undo(entry: str) -> None:
+    try:
+        runs.restore_run(entry)
+    except UserError as exc:
+        st.session_state.runs_error = str(exc)
+        return
+    st.session_state.deleted_runs = [d for d in st.session_state.get("deleted_runs", []) if d[0] != entry]
+    _clear_selection()
+
+
+def _save_label(run_id: str) -> None:
+    try:
+        runs.set_label(
+            run_id, name=st.session_state[f"name_{run_id}"], note=st.session_state[f"note_{run_id}"]
+        )
+    except UserError as exc:
+        st.session_state.runs_error = str(exc)
+
+
+def _undo_box() -> None:
+    for entry, label in st.session_state.get("deleted_runs", [])[-3:]:
+        c1, c2 = st.columns([5, 1], vertical_alignment="center")
+        c1.caption(f"Moved **{label}** to the trash.")
+        c2.button("Undo", key=f"undo_run_{entry}", on_click=_undo, args=(entry,), icon=":material/undo:")
+
+
+def _one_run(run: runs.Run) -> None:
+    label = _shared.run_label(run)
+    c1, c2 = st.columns(2)
+    if run.has_model:
+        c1.button(
+            "Use as active run", key=f"make_active_{run.run_id}", on_click=_shared.use_run, args=(run.run_id,)
+        )
+    with c2.popover("Delete run", icon=":material/delete:"):
+        st.write(
+            f"Move **{label}** (`{run.run_id}`) and its model to the trash? You can undo it in this session."
+        )
+        st.button("Yes, delete", key=f"confirm_delete_{run.run_id}", type="primary", on_click=_delete,
+                  args=(run.run_id, label))  # fmt: skip
+    for w in run.warnings:
+        st.warning(w, icon=":material/warning:")
+    c1, c2, c3 = st.columns([2, 4, 1], vertical_alignment="bottom")
+    c1.text_input("Name", run.name, key=f"name_{run.run_id}", max_chars=80)
+    c2.text_input("Note", run.note, key=f"note_{run.run_id}", max_chars=500)
+    c3.button("Save", key=f"save_label_{run.run_id}", on_click=_save_label, args=(run.run_id,))
+
+
 def render() -> None:
     st.subheader("Runs")
+    if "runs_error" in st.session_state:
+        _shared.error(st.session_state.pop("runs_error"))
+    _undo_box()
     all_runs = _shared.list_runs()
     if not all_runs:
         st.caption("No runs yet.")
         return
+    ids = [r.run_id for r in all_runs]
+    if st.session_state.get("runs_table_ids", ids) != ids:
+        _clear_selection()  # rows moved (a run started, deleted or restored elsewhere): a selection would shift
+    st.session_state.runs_table_ids = ids
     table = pd.DataFrame(progress.runs_table(all_runs))
     picked = st.dataframe(
-        table, hide_index=True, key="runs_table", on_select="rerun", selection_mode="multi-row"
+        table, hide_index=True, key=_table_key(), on_select="rerun", selection_mode="multi-row"
     )
     rows = picked.selection.rows if picked else []
     chosen = [all_runs[i] for i in rows if i < len(all_runs)]
     if not chosen:
-        st.caption("Select one run to make it active or delete it; two or more to compare their curves.")
+        st.caption(
+            "Select one run to make it active, rename or delete it; two or more to compare their curves."
+        )
         return
     if len(chosen) > 1:
         series = {r.run_id: runs.read_progress(r.path)[0] for r in chosen}
         st.plotly_chart(progress.curves_figure(series), key="compare_chart")
         return
-    run = chosen[0]
-    c1, c2 = st.columns(2)
-    if run.has_model and c1.button("Use as active run", key="make_active"):
-        st.session_state.active_run = run.run_id
-        st.rerun()
-    with c2.popover("Delete run", icon=":material/delete:"):
-        st.write(f"Delete **{run.run_id}** and its model? This cannot be undone.")
-        if st.button("Yes, delete", key="confirm_delete", type="primary"):
-            try:
-                runs.delete_run(run.run_id)
-                st.rerun()
-            except UserError as exc:
-                _shared.error(exc)
+    _one_run(chosen[0])

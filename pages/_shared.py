@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from core import datasets, jobs, models, runs
+from core import datasets, jobs, models, progress, runs
 from core.errors import UserError
 from core.paths import EMBEDDED_DATASET
 
@@ -67,6 +67,44 @@ def loaded_model(run: runs.Run) -> models.LoadedModel:
     return _load_run_model(run.run_id, mtime)
 
 
+def follow_run(run_id: str) -> None:
+    """The Train page calls this after starting a run: the active run moves to it once it has saved a model."""
+    st.session_state.follow_run = run_id
+
+
+def _picked_run() -> None:
+    """A person picked a run in the sidebar: that choice wins over following the run they started."""
+    st.session_state.follow_run = None
+
+
+def use_run(run_id: str) -> None:
+    """Make a run active from a button (a callback, so it runs before the sidebar widget is drawn)."""
+    st.session_state.active_run = run_id
+    _picked_run()
+
+
+def run_label(run: runs.Run) -> str:
+    return progress.warning_marker(run) + run.short_label()
+
+
+def _active_run_picker() -> None:
+    with_model = [r for r in list_runs() if r.has_model]
+    ids = [r.run_id for r in with_model]
+    labels = {r.run_id: run_label(r) for r in with_model}
+    if not ids:
+        st.session_state.active_run = None
+        st.caption("No trained model yet: train one on the Train page.")
+        return
+    following = st.session_state.get("follow_run")
+    if following in ids:  # the run just started has saved a model (after its first epoch) or has finished
+        st.session_state.active_run = following
+    elif st.session_state.get("active_run") not in ids:
+        st.session_state.active_run = ids[0]
+    st.selectbox(
+        "Active run", ids, key="active_run", format_func=lambda i: labels.get(i, i), on_change=_picked_run
+    )
+
+
 def sidebar() -> None:
     """Active dataset and active run, shared by every page through session state."""
     titles = dataset_titles()
@@ -82,16 +120,24 @@ def sidebar() -> None:
             st.page_link(path, label=title, icon=icon)
         st.divider()
         st.selectbox("Dataset", names, key="active_dataset", format_func=lambda n: titles.get(n, n))
-        with_model = [r for r in list_runs() if r.has_model]
-        ids = [r.run_id for r in with_model]
-        labels = {r.run_id: r.label() for r in with_model}
-        if ids:
-            if st.session_state.get("active_run") not in ids:
-                st.session_state.active_run = ids[0]
-            st.selectbox("Active run", ids, key="active_run", format_func=lambda i: labels.get(i, i))
-        else:
-            st.session_state.active_run = None
-            st.caption("No trained model yet: train one on the Train page.")
+        _active_run_picker()
+
+
+def start_here() -> None:
+    """Until the first run exists, say where to begin instead of leaving a new person among charts."""
+    if list_runs():
+        return
+    with st.container(border=True):
+        st.markdown("**Start here** — three steps from pictures to predictions:")
+        st.page_link(
+            "pages/datasets.py",
+            label="1. Pick or import a dataset on Datasets",
+            icon=":material/photo_library:",
+        )
+        st.page_link("pages/train.py", label="2. Train a model on Train", icon=":material/model_training:")
+        st.page_link(
+            "pages/classify.py", label="3. Classify new pictures on Classify", icon=":material/image_search:"
+        )
 
 
 def active_run() -> runs.Run | None:
