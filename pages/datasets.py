@@ -1,9 +1,6 @@
-"""Datasets: counts, samples, quality, augmentation preview, import a zip."""
+"""Datasets: counts, samples, quality, augmentation preview; import a zip or folder, delete with undo."""
 
 from __future__ import annotations
-
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
@@ -11,8 +8,7 @@ import streamlit as st
 
 from core import augmentation, datasets, keras_datasets
 from core.errors import UserError
-from core.importer import import_dataset
-from pages import _shared
+from pages import _dataset_manage, _shared
 
 
 @st.cache_data(show_spinner="Checking every image…", max_entries=8)
@@ -23,32 +19,6 @@ def _quality(name: str, total: int, mtime: float) -> datasets.QualityReport:
 @st.cache_data(show_spinner=False, max_entries=32)
 def _samples(name: str, per_class: int, seed: int, mtime: float):
     return datasets.samples(datasets.get_dataset(name), per_class, seed)
-
-
-def _import_box() -> None:
-    with st.expander("Import a dataset (zip or folder of class folders)", icon=":material/upload:"):
-        st.caption("Classes as folders at the zip's root (or inside one wrapping folder), optionally split into "
-                   "train/ validation/ test/. Only images are kept; each is checked and re-encoded.")  # fmt: skip
-        up = st.file_uploader("Dataset zip", type=["zip"], key="import_zip")
-        name = st.text_input("Name", key="import_name", placeholder="e.g. jedi-sith")
-        if st.button("Import", key="import_button", disabled=up is None):
-            try:
-                with tempfile.TemporaryDirectory() as tmp:
-                    p = Path(tmp) / "upload.zip"
-                    p.write_bytes(up.getvalue())
-                    rep = import_dataset(p, (name or Path(up.name).stem).strip())
-            except UserError as exc:
-                _shared.error(exc)
-                return
-            _shared.catalog.clear()
-            st.session_state.pending_dataset = rep.name
-            st.session_state.import_report = (rep.name, rep.imported, rep.skipped)
-            st.rerun()
-    if "import_report" in st.session_state:
-        name, imported, skipped = st.session_state.pop("import_report")
-        st.success(f"Imported {imported} images into {name}.")
-        if skipped:
-            st.dataframe(pd.DataFrame(skipped, columns=["skipped", "why"]), hide_index=True)
 
 
 def _counts_chart(info: datasets.DatasetInfo) -> None:
@@ -117,7 +87,9 @@ def _augmentation_box(info: datasets.DatasetInfo, mtime: float) -> None:
 def main() -> None:
     _shared.page_guard()
     st.title("Datasets")
-    _import_box()
+    _shared.start_here()
+    _dataset_manage.undo_box()
+    _dataset_manage.import_box()
     name = st.session_state.get("active_dataset")
     try:
         info = datasets.get_dataset(name)
@@ -126,6 +98,7 @@ def main() -> None:
         return
     st.markdown(f"**{info.title}** · {len(info.class_names)} classes · {info.total:,} images"
                 + (f" · {info.layout} layout" if info.kind == "folder" else ""))  # fmt: skip
+    _dataset_manage.delete_box(info)
     if not info.available:
         st.info(keras_datasets.missing_message(info.name), icon=":material/cloud_download:")
         if st.button("Download", key="download"):

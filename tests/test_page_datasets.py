@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import zipfile
 
+from core import datasets, runs
+from core.errors import UserError
 from tests.apptest_support import open_page, texts
-from tests.helpers import make_image_folder
+from tests.helpers import make_dataset, make_image_folder
 
 
 def test_datasets_page_renders_the_embedded_sample():
@@ -21,6 +23,9 @@ def test_datasets_page_renders_the_embedded_sample():
     assert not at.exception
     at.selectbox(key="aug_preset").set_value("cats-dogs-2").run()
     assert not at.exception
+    assert not [
+        b for b in at.button if (b.key or "").startswith("confirm_delete_dataset")
+    ]  # read-only sample
 
 
 def _zip_bytes(tmp_path, build) -> bytes:
@@ -60,3 +65,58 @@ def test_not_downloaded_keras_dataset_says_what_is_missing(monkeypatch, tmp_path
     assert not at.exception
     assert "cifar-10-batches-py is missing" in texts(at)
     assert at.button(key="download") is not None
+
+
+def test_delete_an_imported_dataset_to_the_trash_and_undo():
+    make_dataset("tiny", per_class=3)
+    at = open_page(active_dataset="tiny")
+    assert "3 classes · 9 images" in texts(at)
+    assert "cannot be undone" not in texts(at)
+    at.button(key="confirm_delete_dataset_tiny").click().run()
+    assert not at.exception
+    try:
+        datasets.get_dataset("tiny")
+        raise AssertionError("the dataset is still there")
+    except UserError:
+        pass
+    assert any((datasets.data_dir() / ".trash").iterdir())
+    assert (
+        at.session_state["active_dataset"] != "tiny"
+        and "tiny" not in at.selectbox(key="active_dataset").options
+    )
+    (undo,) = [b for b in at.button if b.label == "Undo"]
+    undo.click().run()
+    assert not at.exception
+    assert datasets.get_dataset("tiny").total == 9
+    assert at.session_state["active_dataset"] == "tiny" and "3 classes · 9 images" in texts(at)
+    assert not [b for b in at.button if b.label == "Undo"]
+
+
+def test_import_a_folder_upload_with_hostile_paths_skipped(tmp_path):
+    src = make_image_folder(tmp_path / "pets", per_class=3)
+    files = [(str(p.relative_to(tmp_path)), p.read_bytes(), "image/png") for p in sorted(src.rglob("*.png"))]
+    files += [("pets/../escape.png", files[0][1], "image/png"), ("/etc/evil.png", files[0][1], "image/png")]
+    at = open_page(active_dataset="digits")
+    assert at.file_uploader(key="import_folder").accept_directory
+    at.file_uploader(key="import_folder").set_value(files).run()
+    at.button(key="import_button").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["active_dataset"] == "pets"  # named after the uploaded folder
+    assert "Imported 9 images into pets." in texts(at) and "3 classes · 9 images" in texts(at)
+    skipped = at.dataframe[0].value
+    assert set(skipped["skipped"]) >= {"pets/../escape.png", "/etc/evil.png"}
+    assert (
+        not (datasets.data_dir() / "escape.png").exists()
+        and not (datasets.data_dir().parent / "escape.png").exists()
+    )
+
+
+def test_start_here_on_the_datasets_page_until_the_first_run_exists():
+    at = open_page(active_dataset="digits")
+    assert "Start here" in texts(at)
+    links = [str(e.proto.label) for e in at.get("page_link")]
+    assert [s[:2] for s in links if s[:1].isdigit()] == ["1.", "2.", "3."], links
+    run = runs.create_run({"preset": "fast", "dataset": "digits", "epochs": 1})
+    runs.update_status(run.path, state="completed")
+    at.run()
+    assert not at.exception and "Start here" not in texts(at)
