@@ -1,4 +1,7 @@
-"""In a real browser: train the default preset for one epoch on the embedded dataset, see the curve and 'completed'."""
+"""In a real browser: train the default preset for one epoch on the embedded dataset, see the curve and 'completed';
+the sidebar follows the new run, and the form keeps its settings across a visit to another page."""
+
+import re
 
 from playwright.sync_api import expect
 
@@ -23,5 +26,24 @@ def test_train_one_epoch_from_the_browser(app_server, page):
     # a refresh finds the same run again from disk (the URL carries it)
     page.reload()
     expect(page.get_by_text(run_dirs[0].name).first).to_be_visible(timeout=90_000)
+    assert page.get_by_test_id("stException").count() == 0
+    # the sidebar's active run is the run just trained, by its short label (name · preset · dataset · acc · state)
+    sidebar = page.get_by_test_id("stSidebar")
+    active = sidebar.get_by_role("combobox", name="Active run")
+    expect(active).to_have_value(
+        re.compile(rf"^{run_dirs[0].name} · fast · fashion-mnist-sample · .* · completed$")
+    )
+    # the form's settings survive a visit to another page (a reload is a new session, so set one again first,
+    # after the live view's one full rerun for the finished run)
+    page.wait_for_timeout(3000)
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("3")
+    epochs.press("Enter")
+    page.wait_for_timeout(1500)
+    sidebar.get_by_role("link", name="Datasets").click()
+    expect(page.get_by_role("heading", name="Datasets")).to_be_visible(timeout=90_000)
+    sidebar.get_by_role("link", name="Train").click()
+    expect(page.get_by_role("heading", name="Train")).to_be_visible(timeout=60_000)
+    expect(page.get_by_label("Epochs")).to_have_value("3", timeout=30_000)
     assert page.get_by_test_id("stException").count() == 0
     screenshot(page, "train")
