@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import images, inspection, models
+from core import images, inspection, models, runs, training
 from tests import helpers
 from tests.apptest_support import open_trained_page
 
@@ -107,3 +108,24 @@ def test_an_uploaded_keras_model_is_inspected(app, trained):
     assert any("mine.keras" in c.value for c in at.caption)
     caps = _captions(at)
     assert sum(" maps of " in c for c in caps) == 2 and any(c.startswith("Grad-CAM for ") for c in caps)
+
+
+def test_another_active_dataset_warns_and_a_run_still_training_names_its_checkpoint(app, trained):
+    _, name, run = trained
+    app.at.session_state["active_dataset"] = "digits"
+    saved = (run.path / "status.json").read_bytes()
+    me = os.getpid()  # a live process, so the liveness check keeps the run "running"
+    runs.update_status(run.path, state="running", pid=me, pid_start=training.process_start_time(me))
+    try:
+        at = app.run()
+    finally:
+        (run.path / "status.json").write_bytes(saved)
+    assert [w.value for w in at.warning] == [
+        f"The active run was trained on {name}; the active dataset is digits — "
+        f"dataset samples and class names come from {name}."
+    ]
+    assert any(
+        i.value.startswith(f"Run {run.run_id} is still training: maps, kernels and Grad-CAM use the checkpoint "
+                           "saved after epoch 1 of 1")
+        for i in at.info
+    )  # fmt: skip
