@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -129,3 +130,29 @@ def test_another_active_dataset_warns_and_a_run_still_training_names_its_checkpo
                            "saved after epoch 1 of 1")
         for i in at.info
     )  # fmt: skip
+
+
+def test_a_grad_cam_without_evidence_says_so_instead_of_a_flat_overlay(app, trained, tmp_path):
+    """A model whose class score ignores its convolution: Grad-CAM has nothing to point at."""
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", padding="same", name="conv")(inputs)
+    out = keras.layers.Dense(3, activation="softmax", kernel_initializer="zeros", name="output")(
+        keras.layers.GlobalAveragePooling2D()(x)
+    )
+    path = tmp_path / "blind.keras"
+    keras.Model(inputs, out).save(path)
+    source = app.at.radio(key="ins_model_source")
+    source.set_value(source.options[1])
+    app.at.run()
+    app.at.file_uploader(key="ins_model_file").set_value(
+        ("blind.keras", path.read_bytes(), "application/zip")
+    )
+    app.at.run()
+    app.at.file_uploader(key="ins_files").set_value(("c.png", _png(trained, "circle"), "image/png"))
+    at = app.at.run()
+    assert not at.exception and not at.error
+    assert not [c for c in _captions(at) if c.startswith("Grad-CAM for ")]
+    assert [i.value for i in at.info if "Grad-CAM" in i.value] == [
+        f"No evidence: {inspection.NO_EVIDENCE.split(': ', 1)[1]} (Grad-CAM for class 0)."
+    ]
+    assert sum(" maps of " in c for c in _captions(at)) == 1  # the rest of the page is still there
