@@ -14,7 +14,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import images, models, runs, training
+from core import figures, images, models, runs, training
 from tests import helpers
 from tests.apptest_support import open_trained_page
 
@@ -164,6 +164,8 @@ def test_a_random_dataset_sample_shows_its_true_class(app, trained):
     caption = next(c.value for c in at.caption if c.value.startswith("From **"))
     assert any(f"true class **{c}**" in caption for c in trained[2].class_names)
     assert len(at.get("plotly_chart")) == 1
+    chart = at.get("plotly_chart")[0].proto  # the bar chart hides plotly's toolbar, so nothing is covered
+    assert figures.toolbar_problems(json.loads(chart.spec), json.loads(chart.config)) == []
     at.button(key="clf_sample_button").click()
     at = app.run()
     assert len(at.get("plotly_chart")) == 1

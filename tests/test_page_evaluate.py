@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -11,7 +12,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import evaluation, evaluation_runs, paths, runs, training
+from core import evaluation, evaluation_runs, figures, paths, runs, training
 from tests.apptest_support import open_page
 from tests.helpers import make_dataset, train_tiny_run
 
@@ -205,3 +206,14 @@ def test_another_active_dataset_warns_that_metrics_use_the_runs(trained):
     assert (
         _metrics(at)["Split"] == "test" and _metrics(at)["Images"] == "15"
     )  # shapes' test split, as it says
+
+
+def test_no_chart_puts_its_toolbar_over_a_title_or_legend(trained):
+    """Every plotly chart the page draws (confusion matrix, PCA 2-D and 3-D, explained variance)."""
+    run = _install(trained)
+    at = _open(run.run_id)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 4
+    for chart in charts:
+        spec, config = json.loads(chart.proto.spec), json.loads(chart.proto.config or "{}")
+        assert figures.toolbar_problems(spec, config) == [], chart.proto.spec[:200]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import images, inspection, models, runs, training
+from core import figures, images, inspection, models, runs, training
 from tests import helpers
 from tests.apptest_support import open_trained_page
 
@@ -76,6 +76,8 @@ def test_grad_cam_for_a_chosen_class_and_dense_activations(app, trained):
     at = app.run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["data"][0]["x"] == names  # the head: one bar per class
+    chart = at.get("plotly_chart")[0].proto
+    assert figures.toolbar_problems(json.loads(chart.spec), json.loads(chart.config)) == []
 
 
 def test_a_broken_image_is_one_error_line(app):
