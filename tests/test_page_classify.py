@@ -224,3 +224,20 @@ def test_a_run_still_training_says_which_epochs_checkpoint_it_uses(app, trained)
     assert info.startswith(
         f"Run {run.run_id} is still training: predictions use the checkpoint saved after epoch 1 of 1"
     )
+
+
+def test_the_canvas_leaves_room_for_its_toolbar_under_the_source_buttons(app):
+    """The canvas toolbar floats above the canvas; without a spacer it covered the image-source buttons."""
+    app.at.segmented_control(key="clf_source").set_value("Draw")
+    at = app.run()
+    children = list(at.main.children.values())
+    keys = [getattr(e, "key", None) for e in children]
+    i = keys.index("clf_canvas")
+    assert keys[i - 2] == "clf_source"
+    # Imported only now: importing it outside a running app leaves it without the canvas (components v2).
+    from pages import _image_input
+
+    spacer = children[i - 1]  # what the toolbar floats over now: empty space, not the buttons
+    assert spacer.type == "space" and spacer.value == _image_input.CANVAS_TOOLBAR_ROOM
+    # about 33 px of toolbar above the canvas fit in the spacer plus Streamlit's two 16 px element gaps
+    assert spacer.value + 16 >= 33 - 16 + 8
