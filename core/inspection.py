@@ -17,6 +17,7 @@ import math
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -29,23 +30,32 @@ __all__ = [
     "CONV_TYPES",
     "PAD_VALUE",
     "POOL_TYPES",
+    "NO_EVIDENCE",
+    "SEPARATOR_RGB",
     "FeatureMapExtractor",
+    "GradCam",
     "apply_colormap",
     "conv_layers",
     "dense_layers",
     "grad_cam",
+    "grad_cam_result",
     "kernel_grid",
     "layer_activations",
     "overlay",
     "tile_maps",
+    "tile_maps_rgb",
 ]
 
 CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
 POOL_TYPES = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
 
-# Separator lines and empty grid cells are white: after a colormap they read as "not a map" on every
-# colormap we offer except the bright end of viridis, where the 1-pixel gap still shows the grid.
+# Gray grids (tile_maps) separate tiles with white. The coloured grids the pages show (tile_maps_rgb,
+# kernel_grid) use a cool neutral gray instead: every min-max normalised tile holds pure white and pure black,
+# so a white or black gap merges with the tiles beside it, and after a colormap a gray gap would become a
+# colour of the map itself. A slate gray is in no colormap we offer and in no grayscale kernel.
 PAD_VALUE = 255
+SEPARATOR_RGB = (148, 163, 184)
+GRID_PAD = 2  # pixels between tiles: one pixel vanishes once the browser scales the image to its column
 
 # Side models (Grad-CAM, activations) are built once per loaded model and die with it: a WeakKeyDictionary
 # keyed by the user's model, so a cached Streamlit model that is evicted frees its helpers too.
@@ -185,8 +195,8 @@ def _normalise_maps(maps: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(unit, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _grid(tiles: np.ndarray, cols: int, pad: int) -> np.ndarray:
-    """Lay out (n, th, tw[, 3]) uint8 tiles row-major with `pad`-pixel PAD_VALUE gaps, in one reshape."""
+def _grid(tiles: np.ndarray, cols: int, pad: int, fill: int | Sequence[int] = PAD_VALUE) -> np.ndarray:
+    """Lay out (n, th, tw[, 3]) uint8 tiles row-major with `pad`-pixel gaps of `fill`, in one reshape."""
     if cols < 1:
         raise ValueError(f"cols must be >= 1, got {cols}")
     if pad < 0:
@@ -197,9 +207,11 @@ def _grid(tiles: np.ndarray, cols: int, pad: int) -> np.ndarray:
         raise ValueError("nothing to tile: zero maps")
     ncols = min(cols, n)
     rows = math.ceil(n / ncols)
-    cells = np.full((rows * ncols, th, tw, *extra), PAD_VALUE, dtype=np.uint8)
+    cells = np.empty((rows * ncols, th, tw, *extra), dtype=np.uint8)
+    cells[:] = np.asarray(fill, dtype=np.uint8)
     cells[:n] = tiles
-    canvas = np.full((rows, th + pad, ncols, tw + pad, *extra), PAD_VALUE, dtype=np.uint8)
+    canvas = np.empty((rows, th + pad, ncols, tw + pad, *extra), dtype=np.uint8)
+    canvas[:] = np.asarray(fill, dtype=np.uint8)
     order = (0, 2, 1, 3, *range(4, 4 + len(extra)))
     canvas[:, :th, :, :tw] = cells.reshape(rows, ncols, th, tw, *extra).transpose(order)
     height = rows * th + (rows - 1) * pad
@@ -216,6 +228,26 @@ def tile_maps(maps: np.ndarray, cols: int = 8, pad: int = 1, max_maps: int | Non
     PAD_VALUE (255); empty cells in the last row are PAD_VALUE too. So H = rows*h + (rows-1)*pad and
     W = columns*w + (columns-1)*pad. `max_maps` keeps only the first maps (wide layers get unreadable).
     """
+    return _grid(_map_tiles(maps, max_maps), cols, pad)
+
+
+def tile_maps_rgb(
+    maps: np.ndarray,
+    colormap: str = "viridis",
+    cols: int = 8,
+    pad: int = GRID_PAD,
+    max_maps: int | None = None,
+) -> np.ndarray:
+    """tile_maps in colour, uint8 (H, W, 3), with SEPARATOR_RGB gaps: the same layout and sizes as tile_maps.
+
+    Colouring the tiles before laying them out keeps the gaps out of the colormap, so they look the same as
+    the kernel grid's instead of turning into the colormap's brightest colour.
+    """
+    return _grid(apply_colormap(_map_tiles(maps, max_maps), colormap), cols, pad, SEPARATOR_RGB)
+
+
+def _map_tiles(maps: np.ndarray, max_maps: int | None) -> np.ndarray:
+    """(h, w, c) maps -> (c, h, w) uint8 tiles, each min-max normalised on its own."""
     arr = np.asarray(maps)
     if arr.ndim == 4 and arr.shape[0] == 1:
         arr = arr[0]
@@ -227,8 +259,7 @@ def tile_maps(maps: np.ndarray, cols: int = 8, pad: int = 1, max_maps: int | Non
         if max_maps < 1:
             raise ValueError(f"max_maps must be >= 1, got {max_maps}")
         arr = arr[..., :max_maps]
-    tiles = _normalise_maps(arr).transpose(2, 0, 1)
-    return _grid(tiles, cols, pad)
+    return _normalise_maps(arr).transpose(2, 0, 1)
 
 
 @functools.lru_cache(maxsize=32)
@@ -271,44 +302,55 @@ def _find_conv(model: keras.Model, name: str) -> keras.layers.Layer:
     raise UserError(f"this model has no layer named {name!r}")
 
 
-def kernel_grid(
-    model: keras.Model, layer_name: str | None = None, cols: int = 8, pad: int = 1, upscale: int = 8
-) -> np.ndarray:
-    """The learned kernels of the first (or named) conv layer as one uint8 image.
+def _kernel_weights(model: keras.Model, layer_name: str | None) -> tuple[np.ndarray, bool]:
+    """(kh, kw, cin, out) float32 kernels of the first (or named) conv layer, and whether they show in colour.
 
-    A 3-input-channel Conv2D gives an RGB grid (H, W, 3), each kernel normalised over its three channels
-    together so its colour balance survives; otherwise each kernel's mean over input channels becomes a
-    grayscale tile (H, W). Depthwise/separable layers show one tile per depthwise filter. Each tile is
-    upscaled `upscale`× nearest-neighbour so a 3×3 kernel is visible. Unlike the other functions this one looks
-    inside a nested base, since reading weights needs no graph surgery.
+    Depthwise/separable layers give one single-channel kernel per depthwise filter; only an ordinary
+    convolution over three input channels has an RGB picture.
     """
-    if upscale < 1:
-        raise ValueError(f"upscale must be >= 1, got {upscale}")
     layer = _find_conv(model, layer_name) if layer_name else _first_conv(model)
     if isinstance(layer, keras.layers.SeparableConv2D):
         depthwise = layer.depthwise_kernel.numpy()
     elif isinstance(layer, keras.layers.DepthwiseConv2D):
         depthwise = layer.kernel.numpy()
     else:
-        depthwise = None
-    if depthwise is not None:
-        kh, kw, cin, mult = depthwise.shape
-        kernels = depthwise.reshape(kh, kw, 1, cin * mult)
-    else:
-        kernels = layer.kernel.numpy()
-    kernels = kernels.astype(np.float32)
+        kernels = layer.kernel.numpy().astype(np.float32)
+        return kernels, kernels.shape[2] == 3
+    kh, kw, cin, mult = depthwise.shape
+    return depthwise.reshape(kh, kw, 1, cin * mult).astype(np.float32), False
 
-    if depthwise is None and kernels.shape[2] == 3:
+
+def kernels_in_colour(model: keras.Model, layer_name: str | None = None) -> bool:
+    """Whether kernel_grid draws this layer's kernels in colour (RGB input) or as channel means (gray)."""
+    return _kernel_weights(model, layer_name)[1]
+
+
+def kernel_grid(
+    model: keras.Model, layer_name: str | None = None, cols: int = 8, pad: int = GRID_PAD, upscale: int = 8
+) -> np.ndarray:
+    """The learned kernels of the first (or named) conv layer as one uint8 RGB image (H, W, 3).
+
+    A 3-input-channel Conv2D shows its kernels in colour, each normalised over its three channels together so
+    its colour balance survives; otherwise each kernel's mean over input channels becomes a gray tile (equal
+    R, G and B). Depthwise/separable layers show one tile per depthwise filter. Each tile is upscaled
+    `upscale`× nearest-neighbour so a 3×3 kernel is visible, and tiles are `pad` pixels apart in
+    SEPARATOR_RGB, so neighbouring kernels never run into each other. Unlike the other functions this one
+    looks inside a nested base, since reading weights needs no graph surgery.
+    """
+    if upscale < 1:
+        raise ValueError(f"upscale must be >= 1, got {upscale}")
+    kernels, colour = _kernel_weights(model, layer_name)
+    if colour:
         rgb = kernels.transpose(3, 0, 1, 2)  # (out, kh, kw, 3)
         lo = rgb.min(axis=(1, 2, 3), keepdims=True)
         span = rgb.max(axis=(1, 2, 3), keepdims=True) - lo
         unit = np.divide(rgb - lo, span, out=np.zeros_like(rgb), where=span > 0)
         tiles = np.rint(unit * 255.0).astype(np.uint8)
-        tiles = tiles.repeat(upscale, axis=1).repeat(upscale, axis=2)
-        return _grid(tiles, cols, pad)
-
-    gray = kernels.mean(axis=2)  # (kh, kw, out)
-    return tile_maps(gray.repeat(upscale, axis=0).repeat(upscale, axis=1), cols=cols, pad=pad)
+    else:
+        gray = _map_tiles(kernels.mean(axis=2), None)  # (out, kh, kw), each min-max normalised
+        tiles = np.repeat(gray[..., None], 3, axis=-1)
+    tiles = tiles.repeat(upscale, axis=1).repeat(upscale, axis=2)
+    return _grid(tiles, cols, pad, SEPARATOR_RGB)
 
 
 # --------------------------------------------------------------------------------------------- Grad-CAM
@@ -337,6 +379,24 @@ def _cam_layer(model: keras.Model, layer_name: str | None) -> keras.layers.Layer
     return layer
 
 
+NO_EVIDENCE = "no evidence: the class score does not depend on any region of this image"
+FLAT_TOLERANCE = 1e-3  # a map whose spread is below this share of its peak points at nothing
+
+
+@dataclass(frozen=True)
+class GradCam:
+    """A Grad-CAM explanation; `evidence` is False when the heatmap would point at nothing.
+
+    A zero or constant heatmap drawn as an overlay looks like "the model looks everywhere" or "nowhere"
+    when the truth is that Grad-CAM found no region to credit, so callers say `note` instead of drawing it.
+    """
+
+    heatmap: np.ndarray  # (H, W) float32 in 0..1 at the input resolution; all zeros without evidence
+    class_index: int
+    evidence: bool
+    note: str = ""  # one line saying why there is no evidence; empty when there is
+
+
 def grad_cam(
     model: keras.Model,
     x: np.ndarray,
@@ -346,10 +406,26 @@ def grad_cam(
 ) -> tuple[np.ndarray, int]:
     """Grad-CAM heatmap (H, W) float32 in 0..1 at the input resolution, and the class it explains.
 
+    grad_cam_result without the evidence flag; a heatmap without evidence is all zeros (never NaN).
+    """
+    result = grad_cam_result(model, x, class_index, layer_name, output_kind)
+    return result.heatmap, result.class_index
+
+
+def grad_cam_result(
+    model: keras.Model,
+    x: np.ndarray,
+    class_index: int | None = None,
+    layer_name: str | None = None,
+    output_kind: str = "softmax",
+) -> GradCam:
+    """Grad-CAM for one image, with a flag saying whether the heatmap points at anything.
+
     The class defaults to the predicted one. For a one-unit head (sigmoid or a single logit), class 1 uses the
     score and class 0 its complement (1 - p, or -logit), so both classes get their own positive evidence.
-    Feature map: the last conv layer, or the nested base's output, or `layer_name`. When nothing reaches the
-    score (all-zero gradients or a dead feature map) the heatmap is all zeros rather than NaN.
+    Feature map: the last conv layer, or the nested base's output, or `layer_name`. No evidence when nothing
+    reaches the score (no gradient path, all-zero gradients or a dead feature map) or when the map is the same
+    everywhere (e.g. a blank image, or a 1×1 map): then the heatmap is all zeros and `note` says why.
     """
     if output_kind not in OUTPUT_KINDS:
         raise ValueError(f"unknown output kind {output_kind!r}; expected one of {OUTPUT_KINDS}")
@@ -381,19 +457,28 @@ def grad_cam(
             score = preds[0, cls]
     grads = tape.gradient(score, feats)
 
+    nothing = GradCam(np.zeros((height, width), dtype=np.float32), int(cls), False, NO_EVIDENCE)
     if grads is None:
-        return np.zeros((height, width), dtype=np.float32), int(cls)
+        return nothing
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(feats * weights, axis=-1))[0]
     cam = np.nan_to_num(np.asarray(cam, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     top = float(cam.max()) if cam.size else 0.0
     if not top > 0.0:
-        return np.zeros((height, width), dtype=np.float32), int(cls)
+        return nothing
+    if float(cam.max() - cam.min()) <= FLAT_TOLERANCE * top:
+        if cam.size == 1:
+            note = (
+                f"no evidence to place: layer {layer.name}'s map is 1×1 for this input, "
+                "so Grad-CAM cannot point at a region"
+            )
+            return GradCam(nothing.heatmap, int(cls), False, note)
+        return nothing  # every region counts the same, so no region counts
     resized = tf.image.resize((cam / top)[..., None], (height, width), method="bilinear")
     heat = np.clip(np.asarray(resized, dtype=np.float32)[..., 0], 0.0, None)
     peak = float(heat.max())
     heat = heat / peak if peak > 0 else np.zeros_like(heat)
-    return np.clip(heat, 0.0, 1.0).astype(np.float32), int(cls)
+    return GradCam(np.clip(heat, 0.0, 1.0).astype(np.float32), int(cls), True)
 
 
 def _resize_heatmap(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core import runs
+from core import figures, runs
 
 
 @dataclass
@@ -61,8 +62,11 @@ def curves_figure(series: dict[str, list[dict]]) -> go.Figure:
     fig.update_xaxes(
         title_text="epoch", dtick=1 if max((len(e) for e in series.values()), default=0) < 15 else None
     )
-    fig.update_layout(height=340, margin=dict(l=0, r=0, t=30, b=0), legend=dict(orientation="h", y=-0.25))
-    return fig
+    # Room for the toolbar above the subplot titles, the legend under the axis titles (it grows the bottom
+    # margin, so the figure grows with it rather than squeezing the plots).
+    rows = 2 * math.ceil(len(series) / 2) if len(series) > 1 else 2
+    fig.update_layout(height=300 + 20 * rows, margin=dict(l=0, r=0, b=0))
+    return figures.clear_toolbar(fig, legend="below")
 
 
 WARNING_MARK = "⚠"

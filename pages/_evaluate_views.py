@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from core import evaluation
+from core import evaluation, figures
 from core.errors import UserError
 from core.evaluation import EvaluationResult
 from pages import _shared
@@ -117,7 +117,7 @@ def confusion_figure(result: EvaluationResult, normalised: bool, cell: tuple[int
     # markers do not pad the ranges.
     fig.update_xaxes(type="category", range=[-0.5, k - 0.5], title="predicted", showgrid=False)
     fig.update_yaxes(type="category", range=[k - 0.5, -0.5], title="true", showgrid=False)
-    return fig
+    return figures.clear_toolbar(fig, legend="keep")  # the toolbar sat on the colour bar's title
 
 
 def clicked_cell(state: object, names: list[str]) -> tuple[int, int] | None:
@@ -181,13 +181,13 @@ def embeddings(result: EvaluationResult) -> None:
                          hover_data=hover, height=480)  # fmt: skip
         fig.update_traces(marker=dict(size=6, opacity=0.8))
         fig.update_layout(legend=dict(itemsizing="constant"), margin=dict(l=0, r=0, t=10, b=0))
-        st.plotly_chart(fig, key="eval_pca2")
+        st.plotly_chart(figures.clear_toolbar(fig, legend="right"), key="eval_pca2")
     with tab3:
         fig = px.scatter_3d(df, x="PC1", y="PC2", z="PC3", color="class", category_orders=order, labels=axis,
                             hover_data=hover, height=560)  # fmt: skip
         fig.update_traces(marker=dict(size=3, opacity=0.8))
         fig.update_layout(legend=dict(itemsizing="constant"), margin=dict(l=0, r=0, t=10, b=0))
-        st.plotly_chart(fig, key="eval_pca3")
+        st.plotly_chart(figures.clear_toolbar(fig, legend="right"), key="eval_pca3")
     with scree:
         comp = [f"PC{i + 1}" for i in range(len(ratios))]
         fig = go.Figure(go.Bar(x=comp, y=ratios, name="explained variance"))
@@ -195,4 +195,4 @@ def embeddings(result: EvaluationResult) -> None:
         fig.update_layout(
             height=360, yaxis=dict(tickformat=".0%", range=[0, 1.05]), margin=dict(l=0, r=0, t=10, b=0)
         )
-        st.plotly_chart(fig, key="eval_scree")
+        st.plotly_chart(figures.clear_toolbar(fig, legend="below"), key="eval_scree")

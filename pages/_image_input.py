@@ -21,6 +21,10 @@ except Exception:  # pragma: no cover - depends on the install
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
 CANVAS_SIDE = 280
+# The canvas draws its toolbar (download, undo, redo, clear) floating about 33 px above its top edge, over
+# whatever is there: with no room it covered the image-source buttons. This spacer plus Streamlit's 16 px gap
+# between elements keeps it below them.
+CANVAS_TOOLBAR_ROOM = 24
 
 Source = bytes | Path | np.ndarray
 
@@ -93,6 +97,7 @@ def _canvas(key: str) -> list[tuple[str, Source]]:
     if st_canvas is None:
         st.info("Drawing needs the streamlit-drawable-canvas package.")
         return []
+    st.space(CANVAS_TOOLBAR_ROOM)
     result = st_canvas(stroke_width=18, stroke_color="#FFFFFF", background_color="#000000", height=CANVAS_SIDE,
                        width=CANVAS_SIDE, drawing_mode="freedraw", return_image_data=True, key=f"{key}_canvas")  # fmt: skip
     st.caption("Draw in white on black, as Fashion-MNIST and MNIST images are light on dark.")

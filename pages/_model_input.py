@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import models
 from core.errors import UserError
-from pages import _shared
+from pages import _run_notices, _shared
 
 MODEL_SOURCES = ["Use active run", "Upload a .keras model"]
 
@@ -27,6 +27,7 @@ def pick_model(prefix: str, page: str) -> tuple[models.LoadedModel | None, str |
         if run is None:
             return None, None, None
         lm = _shared.loaded_model(run)
+        _run_notices.show(run, page)
         return lm, run.config.get("dataset"), f"{run.run_id}:{run.model_path.stat().st_mtime_ns}"
     up = st.file_uploader(
         "A .keras model file", type=["keras"], key=f"{prefix}_model_file", max_upload_size=256

@@ -10,7 +10,7 @@ import streamlit as st
 from core import evaluation, evaluation_runs, runs
 from core.errors import UserError
 from pages import _evaluate_views as views
-from pages import _shared
+from pages import _run_notices, _shared
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the saved evaluation…")
@@ -66,8 +66,7 @@ def _result(run: runs.Run) -> evaluation.EvaluationResult | None:
             c3.caption(f"Saved evaluation of the current model, made {ago} ago.")
             return result
         if run.state in runs.ACTIVE_STATES:
-            st.info("This run is still training and its model changes every epoch: press Re-evaluate to score "
-                    "the latest checkpoint.", icon=":material/hourglass_top:")  # fmt: skip
+            st.caption("Press Re-evaluate to score the checkpoint named above.")
             return None
         failed = st.session_state.get("eval_failed")
         if failed and failed[0] == _model_key(run):
@@ -136,6 +135,7 @@ def main() -> None:
     if run is None:
         return
     st.caption(f"Run **{run.run_id}** · {run.config.get('preset')} on {run.config.get('dataset')}")
+    _run_notices.show(run, "Evaluate")
     result = _result(run)
     if result is None:
         return

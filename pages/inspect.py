@@ -37,14 +37,21 @@ def _prediction_and_cam(lm: models.LoadedModel, x: np.ndarray, seen: np.ndarray,
                               if i < 0 else lm.class_names[i])  # fmt: skip
         alpha = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key="ins_cam_alpha")
     try:
-        heat, cls = inspection.grad_cam(
+        cam = inspection.grad_cam_result(
             lm.model, x, class_index=None if choice < 0 else choice, output_kind=lm.output_kind
         )
     except UserError as exc:
         c2.error(str(exc).splitlines()[0])
         return
-    blended = inspection.overlay(shown, heat, alpha=alpha)
-    c2.image(blended, caption=f"Grad-CAM for {lm.class_names[cls]}: where the evidence is", width=SHOW_SIDE)
+    explained = lm.class_names[cam.class_index]
+    if not cam.evidence:  # a flat overlay would read as "looks everywhere"; say what Grad-CAM found instead
+        c2.info(
+            f"{cam.note[0].upper()}{cam.note[1:]} (Grad-CAM for {explained}).",
+            icon=":material/visibility_off:",
+        )
+        return
+    blended = inspection.overlay(shown, cam.heatmap, alpha=alpha)
+    c2.image(blended, caption=f"Grad-CAM for {explained}: where the evidence is", width=SHOW_SIDE)
 
 
 def _feature_maps(model_key: str, lm: models.LoadedModel, x: np.ndarray) -> None:
@@ -61,17 +68,19 @@ def _feature_maps(model_key: str, lm: models.LoadedModel, x: np.ndarray) -> None
             cols = st.columns(2)
         h, w, c = maps.shape
         f = max(1, round(CELL / max(h, w)))
-        grid = inspection.tile_maps(maps.repeat(f, axis=0).repeat(f, axis=1), cols=8, max_maps=MAX_MAPS)
+        grid = inspection.tile_maps_rgb(
+            maps.repeat(f, axis=0).repeat(f, axis=1), cmap, cols=8, max_maps=MAX_MAPS
+        )
         more = f" (showing the first {MAX_MAPS})" if c > MAX_MAPS else ""
         with cols[i % 2]:
             st.markdown(f"**{name}** · {h}×{w}×{c}")
-            st.image(inspection.apply_colormap(grid, cmap), caption=f"{name}: {c} maps of {h}×{w}{more}")
+            st.image(grid, caption=f"{name}: {c} maps of {h}×{w}{more}")
 
 
 def _kernels(lm: models.LoadedModel) -> None:
     st.subheader("Learned kernels of the first convolution layer")
     grid = inspection.kernel_grid(lm.model, cols=8, upscale=12)
-    colour = grid.ndim == 3
+    colour = inspection.kernels_in_colour(lm.model)
     how = "in colour (RGB input)" if colour else "averaged over input channels"
     st.image(grid, caption=f"each kernel scaled to its own min–max, {how}", width=min(grid.shape[1], 520))
 

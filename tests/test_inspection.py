@@ -182,7 +182,8 @@ def test_conv_layers_includes_depthwise_and_separable():
     x = keras.layers.Dense(2, name="d")(keras.layers.Flatten()(x))
     model = keras.Model(inputs, x)
     assert [layer.name for layer in ins.conv_layers(model)] == ["a", "b", "c"]
-    assert ins.kernel_grid(model, "b", upscale=2).shape == (6, 4 * 6 + 3)  # 4 depthwise filters, grayscale
+    grid = ins.kernel_grid(model, "b", upscale=2)  # 4 depthwise filters, gray in R, G and B
+    assert grid.shape == (6, 4 * 6 + 3 * ins.GRID_PAD, 3) and not ins.kernels_in_colour(model, "b")
 
 
 def test_extractor_errors_are_user_errors():
@@ -293,18 +294,24 @@ def test_overlay_shapes_and_blend_ends(shape):
 # ---------------------------------------------------------------------------------------------- kernels
 
 
+def _separator(img: np.ndarray) -> np.ndarray:
+    """Where an RGB grid holds the separator colour."""
+    return np.all(img == np.asarray(ins.SEPARATOR_RGB, np.uint8), axis=-1)
+
+
 def test_kernel_grid_rgb_for_three_channel_input():
     inputs = keras.Input((16, 16, 3))
     conv = keras.layers.Conv2D(5, 3, name="first")
     model = keras.Model(inputs, keras.layers.Conv2D(2, 3, name="second")(conv(inputs)))
     grid = ins.kernel_grid(model)
-    assert grid.dtype == np.uint8
-    assert grid.shape == (3 * 8, 5 * 24 + 4 * 1, 3)
+    assert grid.dtype == np.uint8 and ins.kernels_in_colour(model)
+    assert grid.shape == (3 * 8, 5 * 24 + 4 * ins.GRID_PAD, 3)
     k0 = conv.get_weights()[0][..., 0]  # (3, 3, 3)
     ref = np.rint((k0 - k0.min()) / (k0.max() - k0.min()) * 255).repeat(8, 0).repeat(8, 1)
     np.testing.assert_allclose(grid[:24, :24], ref, atol=1)
-    # The second layer has 5 input channels, so its kernels are grayscale means.
-    assert ins.kernel_grid(model, "second", cols=8, pad=2, upscale=4).shape == (12, 2 * 12 + 2)
+    # The second layer has 5 input channels, so its kernels are grayscale means, still drawn as RGB.
+    assert not ins.kernels_in_colour(model, "second")
+    assert ins.kernel_grid(model, "second", cols=8, pad=2, upscale=4).shape == (12, 2 * 12 + 2, 3)
 
 
 def test_kernel_grid_grayscale_for_one_channel_input():
@@ -312,19 +319,67 @@ def test_kernel_grid_grayscale_for_one_channel_input():
     conv = keras.layers.Conv2D(10, 3)
     model = keras.Model(inputs, conv(inputs))
     grid = ins.kernel_grid(model, cols=4, pad=1, upscale=8)
-    assert grid.ndim == 2 and grid.dtype == np.uint8
-    assert grid.shape == (3 * 24 + 2, 4 * 24 + 3)
+    assert grid.ndim == 3 and grid.dtype == np.uint8 and not ins.kernels_in_colour(model)
+    assert grid.shape == (3 * 24 + 2, 4 * 24 + 3, 3)
     k3 = conv.get_weights()[0][:, :, 0, 3]
     ref = np.rint((k3 - k3.min()) / (k3.max() - k3.min()) * 255).repeat(8, 0).repeat(8, 1)
-    np.testing.assert_allclose(grid[:24, 3 * 25 : 3 * 25 + 24], ref, atol=1)
+    for ch in range(3):  # gray: the same value in R, G and B
+        np.testing.assert_allclose(grid[:24, 3 * 25 : 3 * 25 + 24, ch], ref, atol=1)
     with pytest.raises(UserError, match="no layer named"):
         ins.kernel_grid(model, "nope")
+
+
+@pytest.mark.parametrize(("n", "cols", "pad"), [(10, 4, 2), (8, 8, 1), (5, 3, 2), (1, 8, 2)])
+def test_kernel_grid_gaps_are_neutral_separator_lines(n, cols, pad):
+    """Each kernel tile has its own black and white pixels, so only a separator colour keeps neighbours apart."""
+    inputs = keras.Input((16, 16, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(n, 3)(inputs))
+    up = 6
+    grid = ins.kernel_grid(model, cols=cols, pad=pad, upscale=up)
+    ncols, rows, tile = min(cols, n), math.ceil(n / min(cols, n)), 3 * up
+    assert grid.shape == (rows * tile + (rows - 1) * pad, ncols * tile + (ncols - 1) * pad, 3)
+    sep = _separator(grid)
+    for j in range(1, ncols):  # every vertical gap is separator colour, top to bottom
+        x0 = j * (tile + pad) - pad
+        assert sep[:, x0 : x0 + pad].all()
+    for i in range(1, rows):
+        y0 = i * (tile + pad) - pad
+        assert sep[y0 : y0 + pad, :].all()
+    tiles = ~sep
+    assert tiles.sum() == n * tile * tile  # nothing but the kernels is drawn; empty cells are separator too
+    assert len(set(ins.SEPARATOR_RGB)) > 1  # a tinted gray: no grayscale kernel pixel can take its colour
+
+
+def test_kernel_grid_default_gap_is_two_pixels():
+    inputs = keras.Input((16, 16, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 3)(inputs))
+    assert ins.GRID_PAD == 2
+    grid = ins.kernel_grid(model, upscale=4)
+    assert grid.shape == (12, 3 * 12 + 2 * 2, 3) and _separator(grid)[:, 12:14].all()
 
 
 def test_kernel_grid_reads_the_first_conv_of_a_nested_base(mobilenet_model):
     model, _ = mobilenet_model
     grid = ins.kernel_grid(model)  # MobileNetV2's Conv1: 3x3x3 -> 16 filters at alpha 0.35
-    assert grid.shape == (2 * 24 + 1, 8 * 24 + 7, 3)
+    assert grid.shape == (2 * 24 + ins.GRID_PAD, 8 * 24 + 7 * ins.GRID_PAD, 3)
+
+
+@pytest.mark.parametrize(("c", "cols", "pad"), [(13, 4, 2), (8, 8, 1), (1, 8, 2), (64, 8, 2)])
+def test_tile_maps_rgb_matches_tile_maps_with_neutral_gaps(c, cols, pad):
+    """Feature-map grids: the gray grid's layout and sizes, tiles through the colormap, gaps in the separator colour."""
+    h, w = 5, 7
+    maps = np.random.default_rng(c).normal(size=(h, w, c)).astype(np.float32)
+    gray = ins.tile_maps(maps, cols=cols, pad=pad)
+    rgb = ins.tile_maps_rgb(maps, "viridis", cols=cols, pad=pad)
+    assert rgb.shape == (*gray.shape, 3) and rgb.dtype == np.uint8
+    ncols = min(cols, c)
+    covered = np.zeros(gray.shape, bool)
+    for i in range(c):
+        r0, c0 = (i // ncols) * (h + pad), (i % ncols) * (w + pad)
+        covered[r0 : r0 + h, c0 : c0 + w] = True
+    np.testing.assert_array_equal(rgb[covered], ins.apply_colormap(gray, "viridis")[covered])
+    assert _separator(rgb)[~covered].all()
+    assert not _separator(rgb)[covered].any()  # viridis never takes the separator colour
 
 
 # --------------------------------------------------------------------------------------------- Grad-CAM
@@ -340,6 +395,7 @@ def test_grad_cam_finds_the_square(trained, head):
             continue
         heat, cls = ins.grad_cam(model, xi, class_index=1, output_kind=head)
         assert cls == 1
+        assert ins.grad_cam_result(model, xi, class_index=1, output_kind=head).evidence
         assert heat.shape == (S, S) and heat.dtype == np.float32
         assert np.isfinite(heat).all() and heat.min() >= 0.0 and heat.max() <= 1.0
         hits.append(_argmax_quadrant(heat) == ci)
@@ -380,6 +436,60 @@ def test_grad_cam_zero_gradients_give_zero_heatmap():
     assert heat.shape == (12, 12)
     assert np.all(heat == 0.0)
     assert cls in (0, 1)
+    assert not ins.grad_cam_result(model, np.full((12, 12, 1), 200.0, np.float32)).evidence
+
+
+def test_grad_cam_without_a_gradient_path_has_no_evidence():
+    """Zero head weights: the class score ignores the conv output, so Grad-CAM must not draw a heatmap."""
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Conv2D(3, 3, activation="relu", name="ignored")(inputs)
+    out = keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros")(
+        keras.layers.GlobalAveragePooling2D()(x)
+    )
+    cam = ins.grad_cam_result(keras.Model(inputs, out), np.random.default_rng(0).uniform(0, 255, (12, 12, 1)))
+    assert not cam.evidence and cam.note == ins.NO_EVIDENCE
+    assert cam.heatmap.shape == (12, 12) and np.all(cam.heatmap == 0.0)
+
+
+def test_grad_cam_of_an_all_zero_image_through_a_relu_net_has_no_evidence():
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", padding="same", name="c1")(inputs)  # zero biases: all 0
+    x = keras.layers.Conv2D(4, 3, activation="relu", padding="same", name="c2")(x)
+    out = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, out)
+    cam = ins.grad_cam_result(model, np.zeros((16, 16, 1), np.float32))
+    assert not cam.evidence and cam.note == ins.NO_EVIDENCE
+    assert np.all(cam.heatmap == 0.0)
+    heat, cls = ins.grad_cam(model, np.zeros((16, 16, 1), np.float32))  # the tuple API agrees
+    assert np.all(heat == 0.0) and cls == cam.class_index
+
+
+def test_grad_cam_of_a_constant_map_has_no_evidence_instead_of_a_flat_overlay():
+    """A blank image through 'valid' convolutions gives the same positive value everywhere: today's code drew
+    an all-ones heatmap (a uniform red overlay), which reads as evidence everywhere."""
+    inputs = keras.Input((10, 10, 1))
+    x = keras.layers.Conv2D(2, 3, activation="relu", kernel_initializer="ones", bias_initializer="ones",
+                            name="flat")(inputs)  # fmt: skip
+    out = keras.layers.Dense(1, activation="sigmoid", kernel_initializer="ones")(
+        keras.layers.GlobalAveragePooling2D()(x)
+    )
+    model = keras.Model(inputs, out)
+    blank = np.zeros((10, 10, 1), np.float32)  # every position of "flat" is relu(0 + 1) = 1
+    cam = ins.grad_cam_result(model, blank, class_index=1, output_kind="sigmoid")
+    assert not cam.evidence and cam.note == ins.NO_EVIDENCE and np.all(cam.heatmap == 0.0)
+    varied = blank.copy()
+    varied[2:5, 2:5] = 1.0  # a bright patch: now one region raises the score more than the rest
+    cam = ins.grad_cam_result(model, varied, class_index=1, output_kind="sigmoid")
+    assert cam.evidence and cam.note == "" and cam.heatmap.max() == pytest.approx(1.0)
+
+
+def test_grad_cam_on_a_one_by_one_map_says_it_cannot_place_evidence():
+    inputs = keras.Input((3, 3, 1))
+    x = keras.layers.Conv2D(2, 3, activation="relu", bias_initializer="ones", name="tiny")(inputs)  # 1x1
+    out = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x))
+    cam = ins.grad_cam_result(keras.Model(inputs, out), np.full((3, 3, 1), 9.0, np.float32))
+    assert not cam.evidence and np.all(cam.heatmap == 0.0)
+    assert cam.note.startswith("no evidence") and "1×1" in cam.note and "tiny" in cam.note
 
 
 def test_grad_cam_builds_its_model_once_and_lets_it_go(trained):

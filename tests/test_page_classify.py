@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import keras
@@ -13,7 +14,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import images, models
+from core import figures, images, models, runs, training
 from tests import helpers
 from tests.apptest_support import open_trained_page
 
@@ -163,6 +164,8 @@ def test_a_random_dataset_sample_shows_its_true_class(app, trained):
     caption = next(c.value for c in at.caption if c.value.startswith("From **"))
     assert any(f"true class **{c}**" in caption for c in trained[2].class_names)
     assert len(at.get("plotly_chart")) == 1
+    chart = at.get("plotly_chart")[0].proto  # the bar chart hides plotly's toolbar, so nothing is covered
+    assert figures.toolbar_problems(json.loads(chart.spec), json.loads(chart.config)) == []
     at.button(key="clf_sample_button").click()
     at = app.run()
     assert len(at.get("plotly_chart")) == 1
@@ -192,3 +195,49 @@ def test_without_a_trained_run_the_page_says_what_to_do():
     at.switch_page("pages/classify.py").run()
     assert not at.exception
     assert "needs a trained model" in at.info[0].value
+
+
+def test_another_active_dataset_warns_that_samples_come_from_the_runs(app, trained):
+    _, name, _ = trained
+    app.at.session_state["active_dataset"] = "digits"
+    app.at.segmented_control(key="clf_source").set_value("Dataset sample")
+    at = app.run()
+    assert [w.value for w in at.warning] == [
+        f"The active run was trained on {name}; the active dataset is digits — "
+        f"dataset samples and class names come from {name}."
+    ]
+    assert any(c.value.startswith(f"From **{name}**") for c in at.caption)  # and they do
+    at.session_state["active_dataset"] = name
+    assert not app.run().warning
+
+
+def test_a_run_still_training_says_which_epochs_checkpoint_it_uses(app, trained):
+    run = trained[2]
+    saved = (run.path / "status.json").read_bytes()
+    me = os.getpid()  # a live process, so the liveness check keeps the run "running"
+    runs.update_status(run.path, state="running", pid=me, pid_start=training.process_start_time(me))
+    try:
+        at = app.run()
+    finally:
+        (run.path / "status.json").write_bytes(saved)
+    (info,) = [i.value for i in at.info if "still training" in i.value]
+    assert info.startswith(
+        f"Run {run.run_id} is still training: predictions use the checkpoint saved after epoch 1 of 1"
+    )
+
+
+def test_the_canvas_leaves_room_for_its_toolbar_under_the_source_buttons(app):
+    """The canvas toolbar floats above the canvas; without a spacer it covered the image-source buttons."""
+    app.at.segmented_control(key="clf_source").set_value("Draw")
+    at = app.run()
+    children = list(at.main.children.values())
+    keys = [getattr(e, "key", None) for e in children]
+    i = keys.index("clf_canvas")
+    assert keys[i - 2] == "clf_source"
+    # Imported only now: importing it outside a running app leaves it without the canvas (components v2).
+    from pages import _image_input
+
+    spacer = children[i - 1]  # what the toolbar floats over now: empty space, not the buttons
+    assert spacer.type == "space" and spacer.value == _image_input.CANVAS_TOOLBAR_ROOM
+    # about 33 px of toolbar above the canvas fit in the spacer plus Streamlit's two 16 px element gaps
+    assert spacer.value + 16 >= 33 - 16 + 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -11,7 +12,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import evaluation, evaluation_runs, paths, runs, training
+from core import evaluation, evaluation_runs, figures, paths, runs, training
 from tests.apptest_support import open_page
 from tests.helpers import make_dataset, train_tiny_run
 
@@ -186,7 +187,33 @@ def test_a_run_still_training_is_scored_only_on_request(trained):
     me = os.getpid()  # a live process, so the liveness check keeps the run "running"
     runs.update_status(run.path, state="running", pid=me, pid_start=training.process_start_time(me))
     at = _open(run.run_id)
-    assert any("still training" in i.value for i in at.info) and not at.metric
+    assert any(i.value.startswith(f"Run {run.run_id} is still training: Re-evaluate scores the checkpoint saved "
+                                  "after epoch 1 of 1") for i in at.info)  # fmt: skip
+    assert not at.metric
     at.button(key="eval_again").click()
     _run(at, run.run_id)
     assert _metrics(at)["Images"] == "15"
+
+
+def test_another_active_dataset_warns_that_metrics_use_the_runs(trained):
+    run = _install(trained)
+    at = open_page("pages/evaluate.py", timeout=120, active_dataset="digits", active_run=run.run_id)
+    assert not at.exception, [e.value for e in at.exception]
+    assert [w.value for w in at.warning] == [
+        "The active run was trained on shapes; the active dataset is digits — metrics use the test images of "
+        "shapes (its validation split when it has no test split)."
+    ]
+    assert (
+        _metrics(at)["Split"] == "test" and _metrics(at)["Images"] == "15"
+    )  # shapes' test split, as it says
+
+
+def test_no_chart_puts_its_toolbar_over_a_title_or_legend(trained):
+    """Every plotly chart the page draws (confusion matrix, PCA 2-D and 3-D, explained variance)."""
+    run = _install(trained)
+    at = _open(run.run_id)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 4
+    for chart in charts:
+        spec, config = json.loads(chart.proto.spec), json.loads(chart.proto.config or "{}")
+        assert figures.toolbar_problems(spec, config) == [], chart.proto.spec[:200]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import images, inspection, models
+from core import figures, images, inspection, models, runs, training
 from tests import helpers
 from tests.apptest_support import open_trained_page
 
@@ -74,6 +76,8 @@ def test_grad_cam_for_a_chosen_class_and_dense_activations(app, trained):
     at = app.run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["data"][0]["x"] == names  # the head: one bar per class
+    chart = at.get("plotly_chart")[0].proto
+    assert figures.toolbar_problems(json.loads(chart.spec), json.loads(chart.config)) == []
 
 
 def test_a_broken_image_is_one_error_line(app):
@@ -107,3 +111,50 @@ def test_an_uploaded_keras_model_is_inspected(app, trained):
     assert any("mine.keras" in c.value for c in at.caption)
     caps = _captions(at)
     assert sum(" maps of " in c for c in caps) == 2 and any(c.startswith("Grad-CAM for ") for c in caps)
+
+
+def test_another_active_dataset_warns_and_a_run_still_training_names_its_checkpoint(app, trained):
+    _, name, run = trained
+    app.at.session_state["active_dataset"] = "digits"
+    saved = (run.path / "status.json").read_bytes()
+    me = os.getpid()  # a live process, so the liveness check keeps the run "running"
+    runs.update_status(run.path, state="running", pid=me, pid_start=training.process_start_time(me))
+    try:
+        at = app.run()
+    finally:
+        (run.path / "status.json").write_bytes(saved)
+    assert [w.value for w in at.warning] == [
+        f"The active run was trained on {name}; the active dataset is digits — "
+        f"dataset samples and class names come from {name}."
+    ]
+    assert any(
+        i.value.startswith(f"Run {run.run_id} is still training: maps, kernels and Grad-CAM use the checkpoint "
+                           "saved after epoch 1 of 1")
+        for i in at.info
+    )  # fmt: skip
+
+
+def test_a_grad_cam_without_evidence_says_so_instead_of_a_flat_overlay(app, trained, tmp_path):
+    """A model whose class score ignores its convolution: Grad-CAM has nothing to point at."""
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", padding="same", name="conv")(inputs)
+    out = keras.layers.Dense(3, activation="softmax", kernel_initializer="zeros", name="output")(
+        keras.layers.GlobalAveragePooling2D()(x)
+    )
+    path = tmp_path / "blind.keras"
+    keras.Model(inputs, out).save(path)
+    source = app.at.radio(key="ins_model_source")
+    source.set_value(source.options[1])
+    app.at.run()
+    app.at.file_uploader(key="ins_model_file").set_value(
+        ("blind.keras", path.read_bytes(), "application/zip")
+    )
+    app.at.run()
+    app.at.file_uploader(key="ins_files").set_value(("c.png", _png(trained, "circle"), "image/png"))
+    at = app.at.run()
+    assert not at.exception and not at.error
+    assert not [c for c in _captions(at) if c.startswith("Grad-CAM for ")]
+    assert [i.value for i in at.info if "Grad-CAM" in i.value] == [
+        f"No evidence: {inspection.NO_EVIDENCE.split(': ', 1)[1]} (Grad-CAM for class 0)."
+    ]
+    assert sum(" maps of " in c for c in _captions(at)) == 1  # the rest of the page is still there

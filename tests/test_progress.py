@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from core import progress, runs
+from core import figures, progress, runs
 
 
 def _run(state: str, epochs: int = 4, **status) -> runs.Run:
@@ -57,3 +57,17 @@ def test_runs_table_rows():
     assert row["status"] == "failed: training process ended unexpectedly"
     assert row["epochs"] == "2/4" and row["best val acc"] == 0.8123 and row["duration s"] == 60
     assert list(row)[:2] == ["run", "status"]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_curves_leave_the_toolbar_its_own_band_and_put_the_legend_below(n):
+    """Plotly's toolbar sits in the top margin: it covered the "accuracy" subplot title at t=30."""
+    epochs = [{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4}]
+    fig = progress.curves_figure({f"run-{i}": epochs for i in range(n)})
+    assert figures.toolbar_problems(fig) == []
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["loss", "accuracy"]  # the subplot titles are still there, now under the toolbar
+    assert fig.layout.margin.t >= figures.MODEBAR_ROOM + figures.TITLE_ROOM
+    legend = fig.layout.legend
+    assert (legend.orientation, legend.yref, legend.y, legend.yanchor) == ("h", "container", 0, "bottom")
+    assert fig.layout.height >= 340
