@@ -71,7 +71,9 @@ def _request(args):
 
 
 def cmd_train(args) -> int:
-    from core import runs, training
+    from core import distribute, runs, training
+
+    distribute.split_cpu()  # before anything starts TensorFlow (resolve builds a tiny model to size-check)
 
     if args.run:
         run = runs.get_run(args.run)

@@ -78,7 +78,7 @@ def task_label() -> str:
     return f"{task['type']} {task['index']}"
 
 
-def _split_cpu() -> None:
+def split_cpu() -> None:
     """Honour CONVNET_LOGICAL_CPUS before TensorFlow starts its runtime (MirroredStrategy over CPU 'devices')."""
     raw = os.environ.get(LOGICAL_CPUS_ENV)
     if not raw:
@@ -143,7 +143,7 @@ def get_strategy(name: str):
     if name == "mirrored":
         if tf.config.list_physical_devices("GPU"):
             return tf.distribute.MirroredStrategy()  # every local GPU
-        _split_cpu()
+        split_cpu()
         cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(cpus if len(cpus) > 1 else None)
     tf_config()

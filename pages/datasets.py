@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import augmentation, datasets, keras_datasets
+from core import augmentation, datasets, figures, keras_datasets
 from core.errors import UserError
 from pages import _dataset_manage, _shared
 
@@ -24,7 +24,7 @@ def _samples(name: str, per_class: int, seed: int, mtime: float):
 def _counts_chart(info: datasets.DatasetInfo) -> None:
     rows = [{"split": s, "class": c, "images": n} for s, per in info.counts.items() for c, n in per.items()]
     fig = px.bar(pd.DataFrame(rows), x="class", y="images", color="split", barmode="group", height=320)
-    fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
+    figures.clear_toolbar(fig, legend="below")
     st.plotly_chart(fig, key="count_chart")
     totals = list(info.class_totals().values())
     ratio = datasets.imbalance_ratio(totals)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,7 @@ from core import figures, progress, runs
 
 
 def _run(state: str, epochs: int = 4, **status) -> runs.Run:
-    return runs.Run("r1", None, {"epochs": epochs, "dataset": "d", "preset": "fast"},  # type: ignore[arg-type]
+    return runs.Run("r1", Path("not-on-disk") / "r1", {"epochs": epochs, "dataset": "d", "preset": "fast"},
                     {"state": state, **status})  # fmt: skip
 
 

@@ -33,8 +33,13 @@ def _noisy_dataset(name: str, per_class: int = 15, signal: int = 60, seed: int =
     return name
 
 
-def _train(**kw) -> runs.Run:
-    run = training.start_run(training.TrainRequest(**{"batch_size": 8, **kw}))
+def _train(learning_rate: float | None = None, **kw) -> runs.Run:
+    """A real run; a learning rate beyond what `resolve` accepts (> 10) is written into config.json directly,
+    as a run made by an older version or edited by hand would have it."""
+    config = training.resolve(training.TrainRequest(**{"batch_size": 8, **kw}))
+    if learning_rate is not None:
+        config["learning_rate"] = learning_rate
+    run = runs.create_run(config)
     status = training.train_run(run.path)
     assert status["state"] == "completed", status
     return runs.get_run(run.run_id)
