@@ -47,7 +47,7 @@ def test_new_user_journey(app_server, page, tmp_path):
     _shot(page, "journey-1-datasets")
 
     # 2. Train the default preset for 2 epochs and watch the curve grow
-    page.get_by_role("link", name="Train").click()
+    page.get_by_test_id("stSidebar").get_by_role("link", name="Train").click()
     expect(page.get_by_text("Model summary").first).to_be_visible()
     epochs = page.get_by_label("Epochs")
     epochs.fill("2")
@@ -101,7 +101,7 @@ def test_new_user_journey(app_server, page, tmp_path):
     _shot(page, "journey-5-evaluate")
 
     # 6. Export: download the model
-    page.get_by_role("link", name="Train").click()
+    page.get_by_test_id("stSidebar").get_by_role("link", name="Train").click()
     expect(page.get_by_role("heading", name="Export")).to_be_visible()
     page.get_by_role("button", name="Prepare download").click()
     button = page.get_by_test_id("stDownloadButton").locator("button")

@@ -5,6 +5,7 @@ import re
 
 from playwright.sync_api import expect
 
+from core.runs import default_name
 from tests.e2e.conftest import screenshot
 
 
@@ -31,7 +32,9 @@ def test_train_one_epoch_from_the_browser(app_server, page):
     sidebar = page.get_by_test_id("stSidebar")
     active = sidebar.get_by_role("combobox", name="Active run")
     expect(active).to_have_value(
-        re.compile(rf"^{run_dirs[0].name} · fast · fashion-mnist-sample · .* · completed$")
+        re.compile(
+            rf"^{re.escape(default_name(run_dirs[0].name))} · fast · fashion-mnist-sample · .* · completed$"
+        )
     )
     # the form's settings survive a visit to another page (a reload is a new session, so set one again first,
     # after the live view's one full rerun for the finished run)
