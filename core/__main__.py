@@ -20,16 +20,9 @@ from core.errors import UserError  # noqa: E402
 def cmd_datasets(args) -> int:
     from core import datasets
 
-    if args.delete:
-        entry = datasets.delete_dataset(args.delete)
-        print(f"moved {args.delete} to the trash; undo with `python -m core datasets --restore {entry}`")
-        return 0
-    if args.restore:
-        print(f"restored {datasets.restore_dataset(args.restore)}")
-        return 0
-    if args.trash:
-        for e in datasets.trashed_datasets():
-            print(f"{e.entry:40s} {e.original:28s} deleted {_when(e.deleted_at)}")
+    if _trash_action(
+        args, "datasets", datasets.delete_dataset, datasets.restore_dataset, datasets.trashed_datasets
+    ):
         return 0
     for d in datasets.catalog():
         counts = ", ".join(f"{s} {sum(c.values())}" for s, c in d.counts.items())
@@ -108,19 +101,25 @@ def _when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
+def _trash_action(args, command: str, delete, restore, trashed) -> bool:
+    """`--delete`, `--restore` and `--trash` mean the same for runs and datasets; True when one was handled."""
+    if args.delete:
+        entry = delete(args.delete)
+        print(f"moved {args.delete} to the trash; undo with `python -m core {command} --restore {entry}`")
+    elif args.restore:
+        print(f"restored {restore(args.restore)}")
+    elif args.trash:
+        for e in trashed():
+            print(f"{e.entry:64s} {e.original:28s} deleted {_when(e.deleted_at)}")
+    else:
+        return False
+    return True
+
+
 def cmd_runs(args) -> int:
     from core import jobs, runs
 
-    if args.delete:
-        entry = runs.delete_run(args.delete)
-        print(f"moved {args.delete} to the trash; undo with `python -m core runs --restore {entry}`")
-        return 0
-    if args.restore:
-        print(f"restored {runs.restore_run(args.restore).run_id}")
-        return 0
-    if args.trash:
-        for e in runs.trashed_runs():
-            print(f"{e.entry:64s} deleted {_when(e.deleted_at)}")
+    if _trash_action(args, "runs", runs.delete_run, lambda e: runs.restore_run(e).run_id, runs.trashed_runs):
         return 0
     if args.rename:
         print(runs.set_label(args.rename[0], name=args.rename[1]).short_label())
