@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
-from keras import layers
-
 from core.errors import UserError
+from core.lazy import LazyModule
+
+# imported on first use: the catalog of presets (names, sources, sizes) and argument checks need no TensorFlow
+keras = LazyModule("keras")
+layers = LazyModule("keras.layers")
 
 Shape = tuple[int, int, int]
 
