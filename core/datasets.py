@@ -29,6 +29,7 @@ SPLIT_ALIASES = {
     "test": "test",
 }
 SPLITS = ("train", "val", "test")
+SPLIT_FOLDERS = {"train": "train", "val": "validation", "test": "test"}  # the folder a split is written to
 DEFAULT_VAL_SPLIT = 0.2
 DEFAULT_SEED = 213  # the Jedi/Sith notebooks' split seed
 

@@ -22,15 +22,15 @@ from pathlib import Path
 from PIL import Image
 
 from core import paths
+from core.datasets import SPLIT_ALIASES as CATALOG_SPLIT_ALIASES
+from core.datasets import SPLIT_FOLDERS
 from core.errors import UserError
 from core.images import ALLOWED_EXTENSIONS, flatten, is_heif, load_image
 from core.validation import regular_file
 
+# one alias table with the catalog (`training/`, `valid/`... read the same both ways); values are folder names
 SPLIT_ALIASES: dict[str, str] = {
-    "train": "train",
-    "validation": "validation",
-    "val": "validation",
-    "test": "test",
+    alias: SPLIT_FOLDERS[split] for alias, split in CATALOG_SPLIT_ALIASES.items()
 }
 FLAT = "all"  # class_counts key for a dataset imported without train/validation/test folders
 

@@ -430,3 +430,18 @@ def test_utf8_names_without_the_flag_and_real_cp437_names(tmp_path):
     rep = import_dataset(zpath, "names", data_dir=tmp_path / "data")
     assert rep.class_counts == {"all": {"café": 2, "été": 2}}
     assert {p.name for p in (tmp_path / "data" / "names").iterdir()} == {"café", "été"}
+
+
+def test_importer_and_catalog_read_training_and_valid_folders_alike(tmp_path, isolated_dirs):
+    """One alias table: a zip with `training/` and `valid/` lands as train/validation, and the catalog sees both."""
+    from core import datasets
+
+    files = {"training/cat/1.png": png(1), "training/dog/1.png": png(2), "valid/cat/1.png": png(3),
+             "valid/dog/1.png": png(4)}  # fmt: skip
+    report = import_dataset(make_zip(tmp_path / "ds.zip", files), "aliases")
+    assert report.layout == "split" and sorted(p.name for p in report.path.iterdir()) == [
+        "train",
+        "validation",
+    ]
+    info = datasets.get_dataset("aliases")
+    assert {s: sum(c.values()) for s, c in info.counts.items()} == {"train": 2, "val": 2}
