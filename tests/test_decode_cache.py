@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import datasets, decode_cache
+from core import datasets, decode_cache, runs
 from core.errors import UserError
-from tests.helpers import make_dataset
+from tests.helpers import make_dataset, train_tiny_run
 
 
 def _no_decoding(monkeypatch) -> None:
@@ -217,3 +217,14 @@ def test_eviction_never_touches_anything_outside_the_cache_folder(monkeypatch):
     monkeypatch.setenv(decode_cache.CACHE_ENV, "1")
     assert decode_cache.evict() and not _entries()
     assert all(p.read_bytes() == b"precious" for p in outside)
+
+
+def test_a_second_training_run_reads_the_cache_and_the_first_reported_preparing(monkeypatch):
+    name = make_dataset("trained", per_class=6)
+    first = train_tiny_run(name)
+    assert first.status.get("preparing") == 1.0  # the decode was followed in status.json
+    assert len(_entries()) == 1
+    _no_decoding(monkeypatch)
+    second = train_tiny_run(name)
+    assert second.status["train_images"] == first.status["train_images"]
+    assert {r.run_id for r in runs.list_runs()} == {first.run_id, second.run_id}  # .cache is not a run
