@@ -179,10 +179,19 @@ def evict(cap: int | None = None) -> list[str]:
     for _, size, npy, meta_path in entries:
         if total <= cap:
             break
-        meta_path.unlink(missing_ok=True)  # json first: a reader must never find a json whose npy is gone
-        npy.unlink(missing_ok=True)
+        try:
+            meta_path.unlink(missing_ok=True)  # json first: a reader must never find a json whose npy is gone
+            npy.unlink(missing_ok=True)
+        except OSError:  # still mapped by a reader on a system that refuses that; next time
+            continue
         total -= size
         removed.append(npy.stem)
+    for meta_path in d.glob("*.json"):  # a hit's touch that raced an eviction left a json alone
+        if not meta_path.name.startswith(".") and not meta_path.with_suffix(".npy").exists():
+            try:
+                meta_path.unlink(missing_ok=True)
+            except OSError:
+                pass
     return removed
 
 

@@ -228,3 +228,14 @@ def test_a_second_training_run_reads_the_cache_and_the_first_reported_preparing(
     second = train_tiny_run(name)
     assert second.status["train_images"] == first.status["train_images"]
     assert {r.run_id for r in runs.list_runs()} == {first.run_id, second.run_id}  # .cache is not a run
+
+
+def test_eviction_clears_a_json_left_without_its_npy():
+    name = make_dataset("lonely", per_class=3)
+    _load(name)
+    (npy,) = _entries()
+    npy.unlink()
+    stray = decode_cache.cache_dir() / "elsewhere.txt"
+    stray.write_text("not ours to judge")
+    decode_cache.evict()
+    assert not list(decode_cache.cache_dir().glob("*.json")) and stray.exists()
