@@ -10,7 +10,13 @@ HERE = Path(__file__).resolve().parent
 
 if __name__ == "__main__":
     failed = []
-    for script in ("bench_cold_start.py", "bench_train.py", "bench_inspect.py", "bench_distribute.py"):
+    for script in (
+        "bench_cold_start.py",
+        "bench_train.py",
+        "bench_inspect.py",
+        "bench_distribute.py",
+        "bench_decode_cache.py",
+    ):
         print(f"\n######## {script}", flush=True)
         if subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], cwd=HERE.parent).returncode:
             failed.append(script)

@@ -7,7 +7,9 @@ prediction sees; the decoded uint8 arrays then feed tf.data with prefetch.
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core import keras_datasets, trash
+from core import decode_cache, keras_datasets, trash
 from core.errors import UserError
 from core.images import ALLOWED_EXTENSIONS, load_image, to_mode, to_uint8_input
 from core.paths import EMBEDDED_DATASET, data_dir, embedded_dataset_dir
@@ -32,6 +34,7 @@ SPLITS = ("train", "val", "test")
 SPLIT_FOLDERS = {"train": "train", "val": "validation", "test": "test"}  # the folder a split is written to
 DEFAULT_VAL_SPLIT = 0.2
 DEFAULT_SEED = 213  # the Jedi/Sith notebooks' split seed
+PROGRESS_EVERY_S = 0.5  # how often a long decode reports its progress
 
 
 @dataclass
@@ -329,15 +332,61 @@ def decode_file(path: Path, image_size: tuple[int, int], channels: int) -> np.nd
         return None
 
 
-def decode_files(items: list[tuple[Path, int]], image_size: tuple[int, int], channels: int) -> SplitData:
-    """Decode once with the same code prediction uses; unreadable files are dropped (the quality report lists them)."""
+def _decode_rows(
+    paths: list[Path],
+    image_size: tuple[int, int],
+    channels: int,
+    progress: Callable[[float], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x, ok): every file decoded into one preallocated array, unreadable ones left as zeros."""
     h, w = image_size
+    x = np.zeros((len(paths), h, w, channels), np.uint8)
+    ok = np.zeros(len(paths), bool)
+    last = time.monotonic()
     with ThreadPoolExecutor(4) as pool:
-        arrays = list(pool.map(lambda it: decode_file(it[0], image_size, channels), items))
-    keep = [i for i, a in enumerate(arrays) if a is not None]
-    x = np.stack([arrays[i] for i in keep]) if keep else np.zeros((0, h, w, channels), np.uint8)
+        for i, a in enumerate(pool.map(lambda p: decode_file(p, image_size, channels), paths)):
+            if a is not None:
+                x[i], ok[i] = a, True
+            if progress is not None and time.monotonic() - last >= PROGRESS_EVERY_S:
+                last = time.monotonic()
+                progress((i + 1) / len(paths))
+    if progress is not None:
+        progress(1.0)
+    return x, ok
+
+
+def decode_files(items: list[tuple[Path, int]], image_size: tuple[int, int], channels: int,
+                 progress: Callable[[float], None] | None = None) -> SplitData:  # fmt: skip
+    """Decode once with the same code prediction uses; unreadable files are dropped (the quality report lists them)."""
+    x, ok = _decode_rows([Path(p) for p, _ in items], image_size, channels, progress)
+    keep = np.flatnonzero(ok)
+    y = np.array([items[i][1] for i in keep], dtype=np.int64)
+    return SplitData(x[keep] if len(keep) < len(items) else x, y, [str(items[i][0]) for i in keep])
+
+
+def _from_cache(entry: decode_cache.Entry, root: Path, items: list[tuple[Path, int]]) -> SplitData:
+    """The requested items sliced out of a cached dataset (a copy in RAM), exactly as decode_files would give them."""
+    index = entry.index()
+    rows = np.array([index[Path(p).relative_to(root).as_posix()] for p, _ in items], dtype=np.int64)
+    keep = np.flatnonzero(entry.ok[rows]) if len(rows) else rows
+    h, w, c = entry.x.shape[1:]
+    x = np.asarray(entry.x[rows[keep]]) if len(keep) else np.zeros((0, h, w, c), np.uint8)
     y = np.array([items[i][1] for i in keep], dtype=np.int64)
     return SplitData(x, y, [str(items[i][0]) for i in keep])
+
+
+def _cached_folder(info: DatasetInfo, wanted: int, image_size: tuple[int, int], channels: int,
+                   progress: Callable[[float], None] | None) -> decode_cache.Entry | None:  # fmt: skip
+    """The whole dataset from the decode cache; on a miss it is decoded and stored only when the request covers
+    at least half of it (a few sampled images should not cost decoding thousands)."""
+    files = [p for per in info.files.values() for fs in per.values() for p in fs]
+    if not files or info.path is None:
+        return None
+    return decode_cache.cached_dataset(
+        info.path, files, image_size, channels,
+        lambda paths: _decode_rows(paths, image_size, channels, progress),
+        fill=2 * wanted >= len(files),
+    )  # fmt: skip
 
 
 def _resize_arrays(x: np.ndarray, image_size: tuple[int, int], channels: int) -> np.ndarray:
@@ -370,19 +419,33 @@ def load_splits(
     seed: int = DEFAULT_SEED,
     splits: tuple[str, ...] = SPLITS,
     limit: int | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> dict[str, SplitData]:
-    """Decoded train/val/test arrays at the model's input size and channels (missing splits are empty)."""
+    """Decoded train/val/test arrays at the model's input size and channels (missing splits are empty).
+
+    Folder datasets go through `core.decode_cache`: the first call decodes every image once and stores them; later
+    calls (another run, another process) slice the stored arrays without opening a file. `progress(fraction)` is
+    called now and then while images are being decoded.
+    """
     info = get_dataset(name)
     if not info.available:
         raise UserError(keras_datasets.missing_message(name))
     out: dict[str, SplitData] = {}
     if info.kind == "folder":
         lists = split_file_lists(info, val_split, seed)
+        picked = {}
         for s in splits:
             items = lists[s]
             if limit and len(items) > limit:
                 items = random.Random(seed).sample(items, limit)
-            out[s] = decode_files(items, image_size, channels)
+            picked[s] = items
+        wanted = sum(len(v) for v in picked.values())
+        entry = _cached_folder(info, wanted, image_size, channels, progress) if wanted else None
+        for s, items in picked.items():
+            if entry is not None:
+                out[s] = _from_cache(entry, info.path, items)
+            else:
+                out[s] = decode_files(items, image_size, channels, progress)
         return out
     arrays = keras_datasets.load_arrays(name)
     xtr, ytr = arrays["train"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,9 +85,11 @@ def _stream_split(items: list[tuple[Path, int]], image_size, channels: int, cach
                        (int(image_size[0]), int(image_size[1])), int(channels), Path(cache_file))  # fmt: skip
 
 
-def training_splits(cfg: dict[str, Any], cache_dir: Path) -> tuple[Any, Any, bool]:
+def training_splits(cfg: dict[str, Any], cache_dir: Path,
+                    progress: Callable[[float], None] | None = None) -> tuple[Any, Any, bool]:  # fmt: skip
     """(train, val, streamed): StreamSplits over files when the decoded images would exceed the limit,
-    else the decoded arrays `datasets.load_splits` returns. Both work with `len()`, `.y` and `make_dataset`."""
+    else the decoded arrays `datasets.load_splits` returns. Both work with `len()`, `.y` and `make_dataset`.
+    `progress(fraction)` follows the decoding of images into RAM (nothing to report when streamed or cached)."""
     h, w, c = cfg["input_shape"]
     info = datasets.get_dataset(cfg["dataset"])
     if info.kind == "folder":
@@ -101,7 +104,7 @@ def training_splits(cfg: dict[str, Any], cache_dir: Path) -> tuple[Any, Any, boo
             val = _stream_split(items["val"], (h, w), c, cache_dir / "val", mix_seed=None)
             return train, val, True
     data = datasets.load_splits(cfg["dataset"], (h, w), c, val_split=cfg["val_split"], seed=cfg["seed"],
-                                splits=("train", "val"), limit=cfg.get("limit"))  # fmt: skip
+                                splits=("train", "val"), limit=cfg.get("limit"), progress=progress)  # fmt: skip
     return data["train"], data["val"], False
 
 

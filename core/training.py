@@ -10,6 +10,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core import architectures, atomic, datasets, runs, validation
@@ -293,6 +294,18 @@ def _gone(run: runs.Run) -> dict[str, Any]:
     return {"state": "deleted", "run_id": run.run_id, "error": None}
 
 
+def _preparing(out: Path) -> Callable[[float], None]:
+    """Status field `preparing` (0..1) while a folder dataset is decoded before the first batch."""
+
+    def report(fraction: float) -> None:
+        try:
+            runs.update_status(out, preparing=round(float(fraction), 3))
+        except FileNotFoundError:  # the run was deleted; training notices on its own
+            pass
+
+    return report
+
+
 def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | None) -> dict[str, Any]:
     from core import distribute, streaming
     from core.callbacks import ProgressWriter, StopRequest, TargetAccuracy, TrainingHealth
@@ -319,7 +332,9 @@ def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | Non
         h, w, c = cfg["input_shape"]
         if echo:
             echo(f"loading {cfg['dataset']} at {h}x{w}x{c} ...")
-        train, val, streamed = streaming.training_splits(cfg, out / "cache")
+        train, val, streamed = streaming.training_splits(
+            cfg, out / "cache", _preparing(out) if is_chief else None
+        )
         if not len(train):
             raise UserError(f"dataset {cfg['dataset']} has no readable training images")
         distribute.check_batch_size(cfg["batch_size"], strategy)
