@@ -35,6 +35,10 @@ def summarize(run: runs.Run, epochs: list[dict], last_batch: dict | None) -> Pro
     if done:
         per_epoch = sum(e["seconds"] for e in epochs) / done
         return ProgressView(done / total, (total - done) * per_epoch, f"epoch {done}/{total} done")
+    preparing = run.status.get("preparing")
+    if run.state == "running" and isinstance(preparing, int | float) and preparing < 1:
+        # the first training on a folder decodes every image once (later runs read the decode cache)
+        return ProgressView(float(preparing), None, f"preparing data: {preparing:.0%} of the images decoded")
     return ProgressView(
         0.0, None, "loading data and building the model…" if run.state == "running" else "starting…"
     )

@@ -72,3 +72,11 @@ def test_curves_leave_the_toolbar_its_own_band_and_put_the_legend_below(n):
     legend = fig.layout.legend
     assert (legend.orientation, legend.yref, legend.y, legend.yanchor) == ("h", "container", 0, "bottom")
     assert fig.layout.height >= 340
+
+
+def test_preparing_data_is_shown_before_the_first_batch():
+    """The first training on a folder decodes it once; the bar says so instead of a bare "loading"."""
+    view = progress.summarize(_run("running", preparing=0.4), [], None)
+    assert view.text == "preparing data: 40% of the images decoded" and view.fraction == pytest.approx(0.4)
+    done = progress.summarize(_run("running", preparing=1.0), [], None)
+    assert done.text.startswith("loading data")
