@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 PORT   ?= 8501
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(VENV)/.installed-dev  ## set up and run the whole suite: lint, unit, App
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+
+test-fast: $(VENV)/.installed-dev  ## the inner loop (<= 2 minutes): lint and every test not marked slow or e2e
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest -m "not slow and not e2e" -q
 
 bench: $(VENV)/.installed-dev
 	$(PY) bench/run_all.py

@@ -18,3 +18,21 @@ def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVNET_DATA_DIR", str(data))
     monkeypatch.setenv("CONVNET_RUNS_DIR", str(runs))
     return data, runs
+
+
+# Files whose tests train real models, drive AppTest pages or start processes: seconds to a minute each. They are
+# marked `slow` so `make test-fast` (the inner loop, <= 2 minutes) leaves them out; `make test` runs everything.
+SLOW_FILES = {
+    "test_bad_uploads.py", "test_cli.py", "test_distribute.py", "test_evaluation.py", "test_evaluation_runs.py",
+    "test_export.py", "test_export_safety.py", "test_hostile_cli.py", "test_inspection.py", "test_runs_lifecycle.py",
+    "test_streaming.py", "test_training.py", "test_training_health.py",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.path.name
+        if item.path.parent.name == "e2e":
+            item.add_marker(pytest.mark.e2e)
+        if name in SLOW_FILES or name.startswith("test_page_") or item.path.parent.name == "e2e":
+            item.add_marker(pytest.mark.slow)

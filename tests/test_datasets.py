@@ -134,6 +134,7 @@ def test_tf_dataset_batches_float_and_one_hot():
     assert xb.dtype.name == "float32" and xb.shape == (4, 4, 4, 1) and yb.shape == (4, 3)
 
 
+@pytest.mark.slow
 def test_embedded_sample_is_big_enough_for_85_percent_test_accuracy():
     """The issue's promise for the default dataset: a small CNN (our `fast` preset, its default 10 epochs)
     reaches at least 85% on the sample's test split."""
