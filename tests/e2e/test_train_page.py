@@ -22,7 +22,7 @@ def test_train_one_epoch_from_the_browser(app_server, page):
     curves = page.locator(".js-plotly-plot").first
     expect(curves).to_be_visible()
     assert "accuracy" in curves.inner_text() and "loss" in curves.inner_text()
-    run_dirs = [p for p in app_server.runs_dir.iterdir() if p.is_dir()]
+    run_dirs = [p for p in app_server.runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(run_dirs) == 1 and (run_dirs[0] / "model.keras").is_file()
     # a refresh finds the same run again from disk (the URL carries it)
     page.reload()
