@@ -52,6 +52,9 @@ def random_sample(dataset: str, seed: int) -> tuple[str, Source, str]:
     return f"{dataset} #{i}", np.ascontiguousarray(image), info.class_names[int(y[i])]
 
 
+UPLOAD_MB = 64  # per image; the server-wide cap (.streamlit/config.toml) is larger, for dataset zips
+
+
 def png_bytes(array: np.ndarray) -> bytes:
     """Arrays go through the same decode path as uploads, so they are encoded the way a file would be."""
     buf = io.BytesIO()
@@ -66,9 +69,14 @@ def as_sources(items: list[tuple[str, Source]]) -> list[tuple[str, bytes | Path]
 def _uploads(key: str, multiple: bool) -> list[tuple[str, Source]]:
     label = "Drop images here" if multiple else "Drop an image here"
     got = st.file_uploader(label, type=IMAGE_TYPES, accept_multiple_files=multiple, key=f"{key}_files",
-                           max_upload_size=64)  # fmt: skip
+                           max_upload_size=UPLOAD_MB)  # fmt: skip
     files = got if isinstance(got, list) else ([got] if got else [])
-    return [(f.name, f.getvalue()) for f in files]
+    # Streamlit checks max_upload_size in the browser only: a script posting to the upload URL directly gets up to
+    # server.maxUploadSize through, so the page refuses what is over its own cap before anything decodes it
+    for f in files:
+        if f.size > UPLOAD_MB << 20:
+            _shared.error(f"{f.name} is larger than {UPLOAD_MB} MB; refused")
+    return [(f.name, f.getvalue()) for f in files if f.size <= UPLOAD_MB << 20]
 
 
 def _camera(key: str) -> list[tuple[str, Source]]:

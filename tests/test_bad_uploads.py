@@ -38,6 +38,11 @@ BAD_IMAGES = [
     ("notes.png", b"this is plain text, not a picture", "not an image"),
     ("empty.png", b"", "empty"),
     ("huge.png", HUGE_IMAGE, "image too large"),
+    (
+        "big.png",
+        b"\x89PNG\r\n\x1a\n" + bytes(65 << 20),
+        "big.png is larger than 64 MB; refused",
+    ),  # past the widget
 ]
 
 
