@@ -14,7 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 
-from core import architectures, datasets  # noqa: E402
+from core.data import datasets  # noqa: E402
+from core.models import architectures
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -1,4 +1,4 @@
-"""Time to the first batch's arrays: decoding a photo folder every run vs once (core.decode_cache) vs the notebooks.
+"""Time to the first batch's arrays: decoding a photo folder every run vs once (core.data.decode_cache) vs the notebooks.
 
 Run from the repo root: `.venv/bin/python bench/bench_decode_cache.py [--images N]`. Builds a folder of 800x600 JPEGs
 (random crops and flips of scikit-image's sample photos, 3 classes) in a temp dir, reads every file once so all paths
@@ -101,7 +101,7 @@ def main() -> None:
         build_s = build_folder(root, args.images)
         folder_bytes = warm_page_cache(root)
 
-        from core import datasets, decode_cache
+        from core.data import datasets, decode_cache
 
         def load():
             return datasets.load_splits(DATASET, SIZE, CHANNELS)

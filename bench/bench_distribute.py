@@ -59,9 +59,10 @@ def _wait(procs: list[subprocess.Popen], logs: list[Path]) -> None:
 def _test_accuracy(run_id: str, test) -> float:
     import numpy as np
 
-    from core import models, runs
+    from core.models import loading
+    from core.training import runs
 
-    lm = models.load_run_model(runs.get_run(run_id))
+    lm = loading.load_run_model(runs.get_run(run_id))
     preds = []
     for i in range(0, len(test), 256):
         preds.append(
@@ -80,12 +81,13 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-distribute-"))
     os.environ["CONVNET_RUNS_DIR"] = str(workdir / "runs")
-    from core import datasets, runs, training
+    from core.data import datasets
+    from core.training import runs, trainer
 
     def create(strategy: str) -> runs.Run:
-        req = training.TrainRequest(dataset=DATASET, preset=args.preset, epochs=args.epochs,
+        req = trainer.TrainRequest(dataset=DATASET, preset=args.preset, epochs=args.epochs,
                                     batch_size=args.batch_size, seed=args.seed, strategy=strategy)  # fmt: skip
-        return training.start_run(req)
+        return trainer.start_run(req)
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("TF_CONFIG", None)

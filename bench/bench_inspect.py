@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from core import inspection  # noqa: E402
+from core.analysis import inspection  # noqa: E402
 from core.atomic import write_json  # noqa: E402
 
 INPUT_SHAPE = (200, 200, 3)
@@ -35,14 +35,14 @@ RESULTS = Path(__file__).resolve().parent / "results" / "inspect.json"
 
 
 def build_jedi_sith_binary() -> tuple[keras.Model, str]:
-    """The preset from core.architectures when it exists; otherwise the same layers inline."""
+    """The preset from core.models.architectures when it exists; otherwise the same layers inline."""
     try:
-        from core.architectures import build_model
+        from core.models.architectures import build_model
 
-        return build_model("jedi-sith-binary", INPUT_SHAPE, 2), "core.architectures.build_model"
+        return build_model("jedi-sith-binary", INPUT_SHAPE, 2), "core.models.architectures.build_model"
     except ImportError:
         pass
-    # Inline copy of the notebooks' jedi-sith-binary network (used only if core.architectures is missing).
+    # Inline copy of the notebooks' jedi-sith-binary network (used only if core.models.architectures is missing).
     layers = keras.layers
     inputs = keras.Input(INPUT_SHAPE)
     x = layers.RandomFlip("horizontal_and_vertical")(inputs)

@@ -51,7 +51,7 @@ def _overhead_once(dataset: str, preset: str, epochs: int, batch: int, limit: in
                               + (["--limit", str(limit)] if limit else []),
                               cwd=REPO, env=env, capture_output=True, text=True, check=True)  # fmt: skip
         run_id = ours.stdout.strip().splitlines()[-1]
-        from core import runs
+        from core.training import runs
 
         os.environ["CONVNET_RUNS_DIR"] = runs_dir
         epochs_rec, _ = runs.read_progress(runs.get_run(run_id).path)
@@ -69,7 +69,8 @@ def time_to_accuracy(dataset: str, preset: str, target: float, max_epochs: int, 
     import keras
     import numpy as np
 
-    from core import architectures, datasets
+    from core.data import datasets
+    from core.models import architectures
 
     keras.utils.set_random_seed(213)
     info = datasets.get_dataset(dataset)
@@ -88,7 +89,7 @@ def time_to_accuracy(dataset: str, preset: str, target: float, max_epochs: int, 
         t = time.perf_counter()
         model.fit(train_ds, epochs=1, verbose=0, shuffle=False)
         fit_s += time.perf_counter() - t
-        from core.probabilities import to_probabilities
+        from core.analysis.probabilities import to_probabilities
 
         probs = to_probabilities(np.concatenate([np.asarray(model(xt[i : i + 1000], training=False))
                                                  for i in range(0, len(xt), 1000)]), kind)  # fmt: skip
@@ -104,7 +105,7 @@ def time_to_accuracy(dataset: str, preset: str, target: float, max_epochs: int, 
 
 def main() -> None:
     quick = "--quick" in sys.argv
-    from core import keras_datasets
+    from core.data import keras_datasets
 
     full = keras_datasets.is_available("fashion_mnist") and not quick
     dataset = "fashion_mnist" if full else "fashion-mnist-sample"

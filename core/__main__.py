@@ -18,7 +18,7 @@ from core.errors import UserError  # noqa: E402
 
 
 def cmd_datasets(args) -> int:
-    from core import datasets
+    from core.data import datasets
 
     if _trash_action(
         args, "datasets", datasets.delete_dataset, datasets.restore_dataset, datasets.trashed_datasets
@@ -32,7 +32,7 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from core import keras_datasets
+    from core.data import keras_datasets
 
     arrays = keras_datasets.load_arrays(args.name, allow_download=True)
     print(f"{args.name}: " + ", ".join(f"{s} {len(y)}" for s, (_, y) in arrays.items()))
@@ -40,7 +40,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from core.importer import import_dataset
+    from core.data.importer import import_dataset
 
     rep = import_dataset(Path(args.path), args.name)
     for split, per in rep.class_counts.items():
@@ -52,7 +52,7 @@ def cmd_import(args) -> int:
 
 
 def _request(args):
-    from core.training import TrainRequest
+    from core.training.trainer import TrainRequest
 
     return TrainRequest(
         dataset=args.dataset, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
@@ -64,7 +64,7 @@ def _request(args):
 
 
 def cmd_train(args) -> int:
-    from core import distribute, runs, training
+    from core.training import distribute, runs, trainer
 
     distribute.split_cpu()  # before anything starts TensorFlow (resolve builds a tiny model to size-check)
 
@@ -76,9 +76,9 @@ def cmd_train(args) -> int:
     else:
         if not args.dataset:
             raise UserError("train needs --dataset NAME (or --run RUN-ID)")
-        run = training.start_run(_request(args))
+        run = trainer.start_run(_request(args))
     echo = (lambda s: print(s, flush=True)) if not args.quiet else None
-    status = training.train_run(run.path, echo=echo)
+    status = trainer.train_run(run.path, echo=echo)
     if status["state"] == "deleted":
         print(f"run {run.run_id} was deleted while training; stopped", file=sys.stderr)
         return 0
@@ -117,7 +117,7 @@ def _trash_action(args, command: str, delete, restore, trashed) -> bool:
 
 
 def cmd_runs(args) -> int:
-    from core import jobs, runs
+    from core.training import jobs, runs
 
     if _trash_action(args, "runs", runs.delete_run, lambda e: runs.restore_run(e).run_id, runs.trashed_runs):
         return 0
@@ -140,7 +140,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from core import jobs
+    from core.training import jobs
 
     jobs.stop(args.run)
     print(f"stop requested for {args.run}")
@@ -148,19 +148,20 @@ def cmd_stop(args) -> int:
 
 
 def _loaded_model(args):
-    from core import models, runs
+    from core.models import loading
+    from core.training import runs
 
     if args.run:
-        return models.load_run_model(runs.get_run(args.run))
+        return loading.load_run_model(runs.get_run(args.run))
     if args.model:
         p = Path(args.model)
         names = args.class_names.split(",") if args.class_names else None
-        return models.describe(models.load_model(p), models.read_meta(p), p.name, names)
+        return loading.describe(loading.load_model(p), loading.read_meta(p), p.name, names)
     raise UserError("give --run RUN-ID or --model PATH")
 
 
 def cmd_predict(args) -> int:
-    from core.prediction import predict_sources
+    from core.analysis.prediction import predict_sources
 
     lm = _loaded_model(args)
     results = predict_sources(lm, [(f, Path(f)) for f in args.images])
@@ -169,7 +170,7 @@ def cmd_predict(args) -> int:
         try:  # allow_nan=False: NaN is not JSON; a non-finite number becomes this file's error, never output
             line = json.dumps(r.as_json(), allow_nan=False)
         except ValueError:
-            from core.prediction import NON_FINITE
+            from core.analysis.prediction import NON_FINITE
 
             line = json.dumps({"file": r.name, "error": NON_FINITE})
             failed = True
@@ -179,14 +180,14 @@ def cmd_predict(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from core import evaluation_runs
+    from core.analysis import evaluation_runs
 
     result = evaluation_runs.evaluate_run(args.run, limit=args.limit, split=args.split)
-    from core.evaluation import format_table
+    from core.analysis.evaluation import format_table
 
     print(format_table(result))
     if result.split == "val":
-        from core import runs
+        from core.training import runs
 
         recorded = runs.get_run(args.run).status.get("best_val_accuracy")
         rec = (
@@ -197,7 +198,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from core import export, runs
+    from core.analysis import export
+    from core.training import runs
 
     run = runs.get_run(args.run)
     path = export.export(run.path, args.format, Path(args.out) if args.out else None)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import datasets
+from core.data import datasets
+from core.data.importer import import_dataset, import_uploaded_files
 from core.errors import UserError
-from core.importer import import_dataset, import_uploaded_files
 from core.paths import EMBEDDED_DATASET
 from pages import _shared
 

@@ -11,9 +11,10 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from core import evaluation, figures
+from core import figures
+from core.analysis import evaluation
+from core.analysis.evaluation import EvaluationResult
 from core.errors import UserError
-from core.evaluation import EvaluationResult
 from pages import _shared
 
 MAX_SHOWN = 40  # images per gallery: the most confident ones lead, the count says how many there are

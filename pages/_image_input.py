@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from core import datasets, keras_datasets
+from core.data import datasets, keras_datasets
 from core.errors import UserError
 from pages import _shared
 

@@ -7,19 +7,19 @@ import io
 
 import streamlit as st
 
-from core import models
 from core.errors import UserError
+from core.models import loading
 from pages import _run_notices, _shared
 
 MODEL_SOURCES = ["Use active run", "Upload a .keras model"]
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the uploaded model…")
-def _uploaded_model(digest: str, name: str, _data: bytes) -> models.LoadedModel:
-    return models.load_uploaded(_data, name)
+def _uploaded_model(digest: str, name: str, _data: bytes) -> loading.LoadedModel:
+    return loading.load_uploaded(_data, name)
 
 
-def pick_model(prefix: str, page: str) -> tuple[models.LoadedModel | None, str | None, str | None]:
+def pick_model(prefix: str, page: str) -> tuple[loading.LoadedModel | None, str | None, str | None]:
     """(model, dataset its random samples come from, cache key for per-model objects); raises UserError."""
     src = st.radio("Model", MODEL_SOURCES, horizontal=True, key=f"{prefix}_model_source")
     if src == MODEL_SOURCES[0]:
@@ -39,16 +39,16 @@ def pick_model(prefix: str, page: str) -> tuple[models.LoadedModel | None, str |
     data = up.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     lm = _uploaded_model(digest, up.name, data)
-    meta = models.read_meta(io.BytesIO(data))  # type: ignore[arg-type]  # zipfile reads file objects too
+    meta = loading.read_meta(io.BytesIO(data))  # type: ignore[arg-type]  # zipfile reads file objects too
     if not meta.get("class_names"):
         typed = st.text_input("Class names (comma-separated, in the order of the model's outputs)",
                               value=", ".join(lm.class_names), key=f"{prefix}_class_names_{digest[:16]}")  # fmt: skip
         names = [n.strip() for n in typed.split(",") if n.strip()]
-        lm = models.describe(lm.model, {"output_kind": lm.output_kind}, up.name, names)
+        lm = loading.describe(lm.model, {"output_kind": lm.output_kind}, up.name, names)
     return lm, meta.get("dataset") or st.session_state.get("active_dataset"), f"upload:{digest}"
 
 
-def model_header(prefix: str, page: str) -> tuple[models.LoadedModel, str | None, str] | None:
+def model_header(prefix: str, page: str) -> tuple[loading.LoadedModel, str | None, str] | None:
     """pick_model plus the one-line description every model page shows; None when there is nothing to show."""
     try:
         lm, dataset, key = pick_model(prefix, page)

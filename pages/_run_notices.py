@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import run_notices, runs
+from core.training import run_notices, runs
 
 ICONS = {"warning": ":material/warning:", "info": ":material/hourglass_top:"}
 

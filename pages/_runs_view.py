@@ -9,8 +9,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import export, progress, runs
+from core.analysis import export
 from core.errors import UserError
+from core.training import progress, runs
 from pages import _shared
 
 

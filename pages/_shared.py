@@ -9,9 +9,11 @@ import numpy as np
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from core import datasets, jobs, models, progress, runs
+from core.data import datasets
 from core.errors import UserError
+from core.models import loading
 from core.paths import EMBEDDED_DATASET
+from core.training import jobs, progress, runs
 
 _entry = threading.local()
 
@@ -54,11 +56,11 @@ def list_runs() -> list[runs.Run]:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
-def _load_run_model(run_id: str, mtime: int) -> models.LoadedModel:
-    return models.load_run_model(runs.get_run(run_id))
+def _load_run_model(run_id: str, mtime: int) -> loading.LoadedModel:
+    return loading.load_run_model(runs.get_run(run_id))
 
 
-def loaded_model(run: runs.Run) -> models.LoadedModel:
+def loaded_model(run: runs.Run) -> loading.LoadedModel:
     """Cached per run and model file mtime, so a retrained or re-saved model is picked up."""
     try:
         mtime = run.model_path.stat().st_mtime_ns

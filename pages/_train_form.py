@@ -12,8 +12,8 @@ from typing import Any
 
 import streamlit as st
 
-from core import architectures
-from core.training import TrainRequest
+from core.models import architectures
+from core.training.trainer import TrainRequest
 from pages import _shared
 
 KEEP_PREFIX = "kept:"

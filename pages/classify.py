@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import prediction
+from core.analysis import prediction
 from core.errors import UserError
 from pages import _image_input, _model_input, _shared
 

@@ -6,7 +6,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import augmentation, datasets, figures, keras_datasets
+from core import figures
+from core.data import augmentation, datasets, keras_datasets
 from core.errors import UserError
 from pages import _dataset_manage, _shared
 

@@ -7,8 +7,9 @@ import time
 import numpy as np
 import streamlit as st
 
-from core import evaluation, evaluation_runs, runs
+from core.analysis import evaluation, evaluation_runs
 from core.errors import UserError
+from core.training import runs
 from pages import _evaluate_views as views
 from pages import _run_notices, _shared
 

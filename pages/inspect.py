@@ -6,8 +6,9 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import inspection, models, prediction
+from core.analysis import inspection, prediction
 from core.errors import UserError
+from core.models import loading
 from pages import _image_input, _model_input, _shared
 
 MAX_MAPS = 64  # wider layers get unreadable; the caption says how many are left out
@@ -22,7 +23,7 @@ def _extractor(model_key: str, pooling: bool, _model) -> inspection.FeatureMapEx
     return inspection.FeatureMapExtractor(_model, include_pooling=pooling)
 
 
-def _prediction_and_cam(lm: models.LoadedModel, x: np.ndarray, seen: np.ndarray, name: str) -> None:
+def _prediction_and_cam(lm: loading.LoadedModel, x: np.ndarray, seen: np.ndarray, name: str) -> None:
     probs = prediction.probabilities(lm, x[None])[0]
     order = np.argsort(probs)[::-1]
     shown = _shared.upscale(seen, SHOW_SIDE)
@@ -54,7 +55,7 @@ def _prediction_and_cam(lm: models.LoadedModel, x: np.ndarray, seen: np.ndarray,
     c2.image(blended, caption=f"Grad-CAM for {explained}: where the evidence is", width=SHOW_SIDE)
 
 
-def _feature_maps(model_key: str, lm: models.LoadedModel, x: np.ndarray) -> None:
+def _feature_maps(model_key: str, lm: loading.LoadedModel, x: np.ndarray) -> None:
     st.subheader("Feature maps")
     a, b, _ = st.columns([1, 1, 1], vertical_alignment="bottom")
     pooling = a.checkbox("Include pooling layers", key="ins_pooling")
@@ -77,7 +78,7 @@ def _feature_maps(model_key: str, lm: models.LoadedModel, x: np.ndarray) -> None
             st.image(grid, caption=f"{name}: {c} maps of {h}×{w}{more}")
 
 
-def _kernels(lm: models.LoadedModel) -> None:
+def _kernels(lm: loading.LoadedModel) -> None:
     st.subheader("Learned kernels of the first convolution layer")
     grid = inspection.kernel_grid(lm.model, cols=8, upscale=12)
     colour = inspection.kernels_in_colour(lm.model)
@@ -85,7 +86,7 @@ def _kernels(lm: models.LoadedModel) -> None:
     st.image(grid, caption=f"each kernel scaled to its own min–max, {how}", width=min(grid.shape[1], 520))
 
 
-def _dense(lm: models.LoadedModel, x: np.ndarray) -> None:
+def _dense(lm: loading.LoadedModel, x: np.ndarray) -> None:
     names = inspection.dense_layers(lm.model)
     if not names or not st.toggle("Show dense layer activations", key="ins_dense"):
         return

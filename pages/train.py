@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import architectures, jobs, progress, runs
 from core.errors import UserError
-from core.training import resolve
+from core.models import architectures
+from core.training import jobs, progress, runs
+from core.training.trainer import resolve
 from pages import _runs_view, _shared, _train_form
 
 

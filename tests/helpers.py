@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import paths, runs, training
+from core import paths
+from core.training import runs, trainer
 
 
 def make_image_folder(root: Path, classes=("circle", "square", "stripes"), per_class: int = 12, size: int = 16,
@@ -40,10 +41,10 @@ def make_dataset(name: str = "tiny", **kwargs) -> str:
 
 def train_tiny_run(dataset: str, preset: str = "fast", epochs: int = 1, **kwargs) -> runs.Run:
     """A real run trained in this process: config, progress, status and model.keras on disk."""
-    req = training.TrainRequest(dataset=dataset, preset=preset, epochs=epochs, batch_size=kwargs.pop("batch_size", 8),
+    req = trainer.TrainRequest(dataset=dataset, preset=preset, epochs=epochs, batch_size=kwargs.pop("batch_size", 8),
                                 **kwargs)  # fmt: skip
-    run = training.start_run(req)
-    status = training.train_run(run.path)
+    run = trainer.start_run(req)
+    status = trainer.train_run(run.path)
     assert status["state"] == "completed", status
     return runs.get_run(run.run_id)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import architectures
+from core.analysis.probabilities import to_probabilities
 from core.errors import UserError
-from core.probabilities import to_probabilities
+from core.models import architectures
 
 # (preset, input shape, classes) -> (total params, trainable params) as printed by the source notebooks
 NOTEBOOK_COUNTS = {

@@ -90,11 +90,11 @@ def test_predict_and_export_on_a_trained_run(tmp_path):
 
 
 def test_train_run_with_another_strategy_is_refused(isolated_dirs):
-    from core import training
+    from core.training import trainer
     from tests.helpers import make_dataset
 
     make_dataset("s", per_class=3)
-    run = training.start_run(training.TrainRequest(dataset="s", epochs=1))
+    run = trainer.start_run(trainer.TrainRequest(dataset="s", epochs=1))
     assert_one_line_error(
         cli("train", "--run", run.run_id, "--strategy", "mirrored"), "created for --strategy default"
     )

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import datasets, keras_datasets
+from core.data import datasets, keras_datasets
+from core.data.images import load_image, to_mode, to_model_input
 from core.errors import UserError
-from core.images import load_image, to_mode, to_model_input
 from core.paths import EMBEDDED_DATASET
 from tests.helpers import make_dataset, make_image_folder
 
@@ -138,10 +138,11 @@ def test_tf_dataset_batches_float_and_one_hot():
 def test_embedded_sample_is_big_enough_for_85_percent_test_accuracy():
     """The issue's promise for the default dataset: a small CNN (our `fast` preset, its default 10 epochs)
     reaches at least 85% on the sample's test split."""
-    from core import evaluation_runs, training
+    from core.analysis import evaluation_runs
+    from core.training import trainer
 
-    run = training.start_run(training.TrainRequest(dataset=EMBEDDED_DATASET, preset="fast"))
-    assert training.train_run(run.path)["state"] == "completed"
+    run = trainer.start_run(trainer.TrainRequest(dataset=EMBEDDED_DATASET, preset="fast"))
+    assert trainer.train_run(run.path)["state"] == "completed"
     result = evaluation_runs.evaluate_run(run.run_id)
     assert result.split == "test" and len(result.labels) == 1000
     assert result.accuracy >= 0.85, result.accuracy

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import datasets, decode_cache, runs
+from core.data import datasets, decode_cache
 from core.errors import UserError
+from core.training import runs
 from tests.helpers import make_dataset, train_tiny_run
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import datasets, distribute, models, runs, training
+from core.data import datasets
 from core.errors import UserError
+from core.models import loading
+from core.training import distribute, runs, trainer
 from tests.helpers import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +71,7 @@ def _finish(
 
 def _predicts(run: runs.Run) -> None:
     """The run's model loads and gives class probabilities for the dataset's own images."""
-    lm = models.load_run_model(run)
+    lm = loading.load_run_model(run)
     h, w, c = run.input_shape
     x = datasets.load_splits(run.config["dataset"], (h, w), c, splits=("val",))["val"].x.astype(np.float32)
     p = np.asarray(lm.model(x, training=False))
@@ -79,7 +81,7 @@ def _predicts(run: runs.Run) -> None:
 
 def test_tf_config_is_checked_before_anything_is_written(isolated_dirs, monkeypatch, tmp_path):
     make_dataset("tiny", per_class=4)
-    run = training.start_run(training.TrainRequest(dataset="tiny", epochs=1, strategy="multiworker"))
+    run = trainer.start_run(trainer.TrainRequest(dataset="tiny", epochs=1, strategy="multiworker"))
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     rc, out, err = _finish(
         {"missing": _cli(["train", "--run", run.run_id], env, tmp_path / "missing")}, tmp_path
@@ -90,7 +92,7 @@ def test_tf_config_is_checked_before_anything_is_written(isolated_dirs, monkeypa
     assert "Traceback" not in err
     monkeypatch.setenv("TF_CONFIG", "{cluster:")
     with pytest.raises(UserError, match="not valid JSON"):  # what the CLI prints as `error: ...`, exit 2
-        training.train_run(run.path)
+        trainer.train_run(run.path)
     assert runs.get_run(run.run_id).state == "queued"
     assert {p.name for p in run.path.iterdir()} == {"config.json", "status.json"}
     cluster = {"worker": ["a:1", "b:2"]}
@@ -138,8 +140,8 @@ def _two_workers(run: runs.Run, tmp_path: Path, worker_runs: Path) -> dict[str, 
 
 def test_two_workers_train_one_epoch_and_only_the_chief_writes_the_run(isolated_dirs, tmp_path):
     make_dataset("duo", per_class=8)
-    run = training.start_run(
-        training.TrainRequest(dataset="duo", epochs=1, batch_size=8, strategy="multiworker")
+    run = trainer.start_run(
+        trainer.TrainRequest(dataset="duo", epochs=1, batch_size=8, strategy="multiworker")
     )
     worker_runs = tmp_path / "worker-runs"
     done = _finish(_two_workers(run, tmp_path, worker_runs), tmp_path)
@@ -158,7 +160,7 @@ def test_two_workers_train_one_epoch_and_only_the_chief_writes_the_run(isolated_
     _predicts(final)
     # the non-chief saved its model too (TF's rule) but only into a scratch dir it removed
     assert [p.name for p in (worker_runs / run.run_id).iterdir()] == ["config.json"]
-    # .cache holds decoded images kept for the next run (core.decode_cache); anything else would be a leftover
+    # .cache holds decoded images kept for the next run (core.data.decode_cache); anything else would be a leftover
     assert [p.name for p in worker_runs.iterdir() if p.name != ".cache"] == [run.run_id], (
         "the worker's scratch dir was left behind"
     )
@@ -167,8 +169,8 @@ def test_two_workers_train_one_epoch_and_only_the_chief_writes_the_run(isolated_
 
 def test_stop_file_on_the_chief_stops_every_worker(isolated_dirs, tmp_path):
     make_dataset("halt", per_class=8)
-    run = training.start_run(
-        training.TrainRequest(dataset="halt", epochs=300, batch_size=4, strategy="multiworker")
+    run = trainer.start_run(
+        trainer.TrainRequest(dataset="halt", epochs=300, batch_size=4, strategy="multiworker")
     )
     procs = _two_workers(run, tmp_path, tmp_path / "worker-runs")
     deadline = time.time() + 180

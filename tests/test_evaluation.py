@@ -9,7 +9,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from core import evaluation
+from core.analysis import evaluation
 from core.errors import UserError
 
 CLASSES = ["top-left", "top-right", "bottom-left"]

@@ -11,8 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import datasets, evaluation, evaluation_runs, models, paths, runs
+from core import paths
+from core.analysis import evaluation, evaluation_runs
+from core.data import datasets
 from core.errors import UserError
+from core.models import loading
+from core.training import runs
 from tests.helpers import make_dataset, train_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,8 +99,8 @@ def test_cached_result_is_none_once_the_model_changes(split_source):
     assert evaluation_runs.cached_result(run) is None
     evaluation_runs.evaluate_run(run.run_id)
     assert evaluation_runs.cached_result(run) is not None
-    lm = models.load_run_model(run)
-    models.save_model(lm.model, run.model_path, run.config)  # re-saved, as a training job does every epoch
+    lm = loading.load_run_model(run)
+    loading.save_model(lm.model, run.model_path, run.config)  # re-saved, as a training job does every epoch
     assert evaluation_runs.cached_result(run) is None
 
 
@@ -127,7 +131,7 @@ def test_accuracy_matches_model_predict_on_the_test_split(split_source):
     result = evaluation_runs.evaluate_run(run.run_id)
     split, data = _split_data(run)
     assert split == "test"
-    model = models.load_run_model(run).model
+    model = loading.load_run_model(run).model
     predicted = model.predict(data.x.astype(np.float32), verbose=0).argmax(axis=1)
     np.testing.assert_array_equal(result.labels, data.y)
     np.testing.assert_array_equal(result.predictions, predicted)
@@ -140,7 +144,7 @@ def test_flat_dataset_is_scored_on_its_validation_split(flat_source):
     split, data = _split_data(run)
     assert split == "val" == result.split
     assert result.num_samples == len(data) == 3 * 2  # 20% of 12 per class, as training held out
-    model = models.load_run_model(run).model
+    model = loading.load_run_model(run).model
     predicted = model.predict(data.x.astype(np.float32), verbose=0).argmax(axis=1)
     assert result.accuracy == pytest.approx(float(np.mean(predicted == data.y)))
     assert sorted(result.paths) == sorted(data.paths)

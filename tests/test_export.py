@@ -14,9 +14,9 @@ from keras import layers
 from PIL import Image
 from skimage import data as skdata
 
-from core import export as ex
+from core.analysis import export as ex
+from core.analysis.probabilities import to_probabilities
 from core.errors import UserError
-from core.probabilities import to_probabilities
 
 CLASS_NAMES = ["top", "bottom", "centre"]
 SHAPE = (16, 16, 1)

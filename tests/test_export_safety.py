@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from core import atomic, runs
-from core import export as ex
+from core import atomic
+from core.analysis import export as ex
 from core.errors import UserError
+from core.training import runs
 from tests.helpers import module_run
 
 REPO = Path(__file__).resolve().parents[1]

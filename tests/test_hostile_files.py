@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import models
+from core.analysis.prediction import NON_FINITE, predict_sources
 from core.errors import UserError
-from core.prediction import NON_FINITE, predict_sources
+from core.models import loading
 
 REPO = Path(__file__).resolve().parents[1]
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no fifos on this system")
@@ -52,7 +52,7 @@ def tiny_model_file(path: Path, nan: bool = False) -> Path:
     model = keras.Model(inputs, outputs)
     if nan:  # what --lr inf used to "train" into
         model.get_layer("out").kernel.assign(np.full((64, 2), np.nan, np.float32))
-    models.save_model(
+    loading.save_model(
         model, path, {"class_names": ["a", "b"], "output_kind": "softmax", "input_shape": [8, 8, 1]}
     )
     return path
@@ -67,7 +67,7 @@ def test_load_image_refuses_special_files_without_reading(tmp_path):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
     code = (
-        "import sys\nfrom core.images import load_image\nfrom core.errors import UserError\n"
+        "import sys\nfrom core.data.images import load_image\nfrom core.errors import UserError\n"
         "for p in sys.argv[1:]:\n"
         "    try:\n        load_image(p)\n        print('read', p)\n"
         "    except UserError as e:\n        print('refused', e)\n"
@@ -83,7 +83,7 @@ def test_load_image_refuses_a_file_over_the_byte_cap(tmp_path):
     big = tmp_path / "big.png"
     big.write_bytes(b"\x89PNG" + b"\0" * 4096)
     with pytest.raises(UserError, match="over the 1 KiB limit"):
-        from core.images import load_image
+        from core.data.images import load_image
 
         load_image(big, max_bytes=1024)
 
@@ -125,10 +125,10 @@ def test_predict_cli_hostile_paths_and_non_finite_outputs_are_per_file_errors(tm
 
 
 def test_non_finite_outputs_become_an_error_entry(tmp_path):
-    lm = models.describe(
-        models.load_model(tiny_model_file(tmp_path / "nan.keras", nan=True)), {}, "nan.keras"
+    lm = loading.describe(
+        loading.load_model(tiny_model_file(tmp_path / "nan.keras", nan=True)), {}, "nan.keras"
     )
-    ok = models.describe(models.load_model(tiny_model_file(tmp_path / "ok.keras")), {}, "ok.keras")
+    ok = loading.describe(loading.load_model(tiny_model_file(tmp_path / "ok.keras")), {}, "ok.keras")
     img = png_file(tmp_path / "x.png")
     bad, good = predict_sources(lm, [("x", img)])[0], predict_sources(ok, [("x", img)])[0]
     assert bad.error == NON_FINITE and bad.probabilities is None
@@ -169,7 +169,7 @@ def test_huge_declared_dense_layer_is_refused_before_building(tmp_path):
     path = _keras_zip(tmp_path / "dense.keras", _sequential(INPUT, _layer("Dense", {"units": 70_000})))
     assert path.stat().st_size < 2000
     with pytest.raises(UserError, match=r"dense.keras declares 54,950,000 parameters"):
-        models.load_model(path)
+        loading.load_model(path)
 
 
 def test_build_config_shape_counts_even_when_the_graph_says_otherwise(tmp_path):
@@ -177,31 +177,31 @@ def test_build_config_shape_counts_even_when_the_graph_says_otherwise(tmp_path):
     dense = _layer("Dense", {"units": 70_000}, build_shape=[None, 784])  # Keras builds from this shape
     path = _keras_zip(tmp_path / "liar.keras", _sequential(small, dense))
     with pytest.raises(UserError, match="declares 54,950,000 parameters"):
-        models.load_model(path)
+        loading.load_model(path)
 
 
 def test_unknown_layer_with_a_huge_size_is_refused(tmp_path):
     odd = _layer("EinsumDense", {"output_shape": [200_000], "equation": "ab,bc->ac", "units": 200_000})
     path = _keras_zip(tmp_path / "odd.keras", _sequential(INPUT, odd))
     with pytest.raises(UserError, match="layer size over"):
-        models.load_model(path)
+        loading.load_model(path)
 
 
 def test_oversized_config_json_is_refused_before_parsing(tmp_path):
     padded = json.dumps(_sequential(INPUT, _layer("Dense", {"units": 2}))) + " " * (
-        models.MAX_CONFIG_BYTES + 1
+        loading.MAX_CONFIG_BYTES + 1
     )
     path = _keras_zip(tmp_path / "big_config.keras", padded)
     assert path.stat().st_size < 100_000  # 8 MB of spaces compress to a few KB
     with pytest.raises(UserError, match="big_config.keras: config.json inside declares"):
-        models.load_model(path)
+        loading.load_model(path)
 
 
 def test_member_count_is_capped(tmp_path):
-    extra = {f"assets/{i}.txt": b"x" for i in range(models.MAX_MEMBERS)}
+    extra = {f"assets/{i}.txt": b"x" for i in range(loading.MAX_MEMBERS)}
     path = _keras_zip(tmp_path / "many.keras", _sequential(INPUT, _layer("Dense", {"units": 2})), extra)
     with pytest.raises(UserError, match="entries inside"):
-        models.load_model(path)
+        loading.load_model(path)
 
 
 def test_weights_file_declaring_huge_arrays_is_refused(tmp_path):
@@ -213,7 +213,7 @@ def test_weights_file_declaring_huge_arrays_is_refused(tmp_path):
     cfg = _sequential(INPUT, _layer("Dense", {"units": 2}))
     path = _keras_zip(tmp_path / "weights.keras", cfg, {"model.weights.h5": h5.read_bytes()})
     with pytest.raises(UserError, match="weights.keras holds 60,000,000 weights"):
-        models.load_model(path)
+        loading.load_model(path)
 
 
 def test_our_own_models_still_load_and_count_exactly(tmp_path):
@@ -221,18 +221,18 @@ def test_our_own_models_still_load_and_count_exactly(tmp_path):
 
     path = tiny_model_file(tmp_path / "ok.keras")
     cfg = json.loads(zipfile.ZipFile(path).read("config.json"))
-    assert models.declared_params(cfg) == (64 * 2 + 2, set())
-    assert isinstance(models.load_model(path), keras.Model)
+    assert loading.declared_params(cfg) == (64 * 2 + 2, set())
+    assert isinstance(loading.load_model(path), keras.Model)
 
 
 def test_upload_errors_name_the_users_file(tmp_path):
     path = _keras_zip(tmp_path / "x.keras", _sequential(INPUT, _layer("Dense", {"units": 70_000})))
     with pytest.raises(UserError) as err:
-        models.load_uploaded(path.read_bytes(), "my holiday model.keras")
+        loading.load_uploaded(path.read_bytes(), "my holiday model.keras")
     assert "my holiday model.keras" in str(err.value) and "upload.keras" not in str(err.value)
     broken = io.BytesIO()
     with zipfile.ZipFile(broken, "w") as zf:
         zf.writestr("config.json", "{not json")
     with pytest.raises(UserError) as err:
-        models.load_uploaded(broken.getvalue(), "mine.keras")
+        loading.load_uploaded(broken.getvalue(), "mine.keras")
     assert "mine.keras" in str(err.value) and "upload.keras" not in str(err.value)

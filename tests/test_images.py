@@ -1,4 +1,4 @@
-"""core.images: every mode and format a person may drop in, and hostile files refused before decoding."""
+"""core.data.images: every mode and format a person may drop in, and hostile files refused before decoding."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+from core.data.images import ALLOWED_EXTENSIONS, load_image, prepare, to_mode, to_model_input
 from core.errors import UserError
-from core.images import ALLOWED_EXTENSIONS, load_image, prepare, to_mode, to_model_input
 
 
 def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -1,4 +1,4 @@
-"""core.importer: zips and folders in the accepted layouts, and hostile archives that must never escape data_dir."""
+"""core.data.importer: zips and folders in the accepted layouts, and hostile archives that must never escape data_dir."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.data.images import load_image, to_model_input
+from core.data.importer import ImportReport, import_dataset
 from core.errors import UserError
-from core.images import load_image, to_model_input
-from core.importer import ImportReport, import_dataset
 
 
 def png(value: int = 100, mode: str = "L", size=(8, 8)) -> bytes:
@@ -434,7 +434,7 @@ def test_utf8_names_without_the_flag_and_real_cp437_names(tmp_path):
 
 def test_importer_and_catalog_read_training_and_valid_folders_alike(tmp_path, isolated_dirs):
     """One alias table: a zip with `training/` and `valid/` lands as train/validation, and the catalog sees both."""
-    from core import datasets
+    from core.data import datasets
 
     files = {"training/cat/1.png": png(1), "training/dog/1.png": png(2), "valid/cat/1.png": png(3),
              "valid/dog/1.png": png(4)}  # fmt: skip

@@ -1,4 +1,4 @@
-"""core.inspection against references we can compute by hand: identity kernels, tile offsets, a detectable square."""
+"""core.analysis.inspection against references we can compute by hand: identity kernels, tile offsets, a detectable square."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from core import inspection as ins
+from core.analysis import inspection as ins
 from core.errors import UserError
 
 S = 32  # synthetic image side

@@ -14,7 +14,10 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import figures, images, models, runs, training
+from core import figures
+from core.data import images
+from core.models import loading
+from core.training import runs, trainer
 from tests import helpers
 from tests.apptest_support import open_trained_page
 
@@ -39,7 +42,7 @@ def _png(trained, cls: str, i: int = 0) -> bytes:
 
 def _reference(run, blobs: list[bytes]) -> np.ndarray:
     """What the model says about the same prepared input, through keras' own predict."""
-    lm = models.load_run_model(run)
+    lm = loading.load_run_model(run)
     h, w, c = lm.input_shape
     x = np.stack([images.prepare(b, (h, w), c)[0] for b in blobs])
     return lm.model.predict(x, verbose=0)
@@ -122,7 +125,7 @@ def test_an_uploaded_keras_model_classifies_like_the_run(app, trained):
 
 
 def test_a_foreign_keras_model_gets_typed_class_names(app, trained, tmp_path):
-    lm = models.load_run_model(trained[2])
+    lm = loading.load_run_model(trained[2])
     plain = tmp_path / "plain.keras"
     lm.model.save(plain)  # no convnet_studio.json inside
     app.at.radio(key="clf_model_source").set_value("Upload a .keras model")
@@ -215,7 +218,7 @@ def test_a_run_still_training_says_which_epochs_checkpoint_it_uses(app, trained)
     run = trained[2]
     saved = (run.path / "status.json").read_bytes()
     me = os.getpid()  # a live process, so the liveness check keeps the run "running"
-    runs.update_status(run.path, state="running", pid=me, pid_start=training.process_start_time(me))
+    runs.update_status(run.path, state="running", pid=me, pid_start=trainer.process_start_time(me))
     try:
         at = app.run()
     finally:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import zipfile
 
-from core import datasets, runs
+from core.data import datasets
 from core.errors import UserError
+from core.training import runs
 from tests.apptest_support import open_page, texts
 from tests.helpers import make_dataset, make_image_folder
 

@@ -12,7 +12,9 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import evaluation, evaluation_runs, figures, paths, runs, training
+from core import figures, paths
+from core.analysis import evaluation, evaluation_runs
+from core.training import runs, trainer
 from tests.apptest_support import open_page
 from tests.helpers import make_dataset, train_tiny_run
 
@@ -185,7 +187,7 @@ def test_a_problem_is_one_line_and_not_retried_on_every_rerun(trained):
 def test_a_run_still_training_is_scored_only_on_request(trained):
     run = _install(trained)
     me = os.getpid()  # a live process, so the liveness check keeps the run "running"
-    runs.update_status(run.path, state="running", pid=me, pid_start=training.process_start_time(me))
+    runs.update_status(run.path, state="running", pid=me, pid_start=trainer.process_start_time(me))
     at = _open(run.run_id)
     assert any(i.value.startswith(f"Run {run.run_id} is still training: Re-evaluate scores the checkpoint saved "
                                   "after epoch 1 of 1") for i in at.info)  # fmt: skip

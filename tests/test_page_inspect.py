@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import figures, images, inspection, models, runs, training
+from core import figures
+from core.analysis import inspection
+from core.data import images
+from core.models import loading
+from core.training import runs, trainer
 from tests import helpers
 from tests.apptest_support import open_trained_page
 
@@ -39,7 +43,7 @@ def _captions(at: AppTest) -> list[str]:
 
 def test_one_grid_per_conv_layer_plus_kernels_and_grad_cam(app, trained):
     run = trained[2]
-    model = models.load_run_model(run).model
+    model = loading.load_run_model(run).model
     convs = [layer.name for layer in inspection.conv_layers(model)]
     assert convs == ["conv2d_0", "conv2d_1"]
     app.at.file_uploader(key="ins_files").set_value(("c.png", _png(trained, "circle"), "image/png"))
@@ -118,7 +122,7 @@ def test_another_active_dataset_warns_and_a_run_still_training_names_its_checkpo
     app.at.session_state["active_dataset"] = "digits"
     saved = (run.path / "status.json").read_bytes()
     me = os.getpid()  # a live process, so the liveness check keeps the run "running"
-    runs.update_status(run.path, state="running", pid=me, pid_start=training.process_start_time(me))
+    runs.update_status(run.path, state="running", pid=me, pid_start=trainer.process_start_time(me))
     try:
         at = app.run()
     finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core import jobs, runs
+from core.training import jobs, runs
 from tests.apptest_support import open_page, texts
 from tests.helpers import make_dataset
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core import figures, progress, runs
+from core import figures
+from core.training import progress, runs
 
 
 def _run(state: str, epochs: int = 4, **status) -> runs.Run:

@@ -1,4 +1,4 @@
-"""core.run_notices: the lines model pages show about another dataset and a run still training."""
+"""core.training.run_notices: the lines model pages show about another dataset and a run still training."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core import run_notices, runs
+from core.training import run_notices, runs
 
 
 def _run(

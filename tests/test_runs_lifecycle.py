@@ -14,8 +14,10 @@ import psutil
 import pytest
 from filelock import FileLock
 
-from core import atomic, jobs, models, runs, training
+from core import atomic
 from core.errors import UserError
+from core.models import loading
+from core.training import jobs, runs, trainer
 from tests.helpers import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +36,7 @@ def one_line_error(out: subprocess.CompletedProcess, needle: str) -> None:
 
 def _queued(name: str = "tiny", **kw) -> runs.Run:
     make_dataset(name, per_class=4)
-    return training.start_run(training.TrainRequest(dataset=name, epochs=1, batch_size=8, **kw))
+    return trainer.start_run(trainer.TrainRequest(dataset=name, epochs=1, batch_size=8, **kw))
 
 
 def _snapshot(path: Path) -> dict[str, bytes]:
@@ -52,11 +54,11 @@ def _stale_temp(folder: Path, name: str) -> Path:
 def test_a_run_is_trained_once_and_a_finished_run_is_refused_untouched():
     run = _queued()
     leftover = _stale_temp(run.path, ".model.keras.tmp-abcd1234.keras")
-    assert training.train_run(run.path)["state"] == "completed"
+    assert trainer.train_run(run.path)["state"] == "completed"
     assert not leftover.exists(), "a killed save's temp file survived the next start"
     before = _snapshot(run.path)
     with pytest.raises(UserError, match="already completed; start a new run"):
-        training.train_run(run.path)
+        trainer.train_run(run.path)
     assert _snapshot(run.path) == before
     out = cli("train", "--run", run.run_id)
     one_line_error(out, f"run {run.run_id} is already completed; start a new run")
@@ -64,7 +66,7 @@ def test_a_run_is_trained_once_and_a_finished_run_is_refused_untouched():
     for state in ("stopped", "failed", "running"):
         runs.update_status(run.path, state=state)
         with pytest.raises(UserError, match=f"already {state}"):
-            training.train_run(run.path)
+            trainer.train_run(run.path)
         with pytest.raises(UserError, match=f"already {state}"):
             jobs.launch(runs.get_run(run.run_id))
 
@@ -76,7 +78,7 @@ def test_a_second_trainer_is_refused_while_the_lock_is_held():
     before = _snapshot(run.path)
     try:
         with pytest.raises(UserError, match="already being trained by another process"):
-            training.train_run(run.path)
+            trainer.train_run(run.path)
         assert _snapshot(run.path) == before and runs.get_run(run.run_id).state == "queued"
     finally:
         lock.release()
@@ -84,10 +86,10 @@ def test_a_second_trainer_is_refused_while_the_lock_is_held():
 
 def test_liveness_comes_from_psutil_and_a_zombie_is_dead():
     me = os.getpid()
-    assert abs(training.process_start_time(me) - psutil.Process(me).create_time()) < 1e-3
-    assert training.process_start_time(2**22 + 12345) is None
-    assert jobs.is_alive({"pid": me, "pid_start": training.process_start_time(me)})
-    assert not jobs.is_alive({"pid": me, "pid_start": training.process_start_time(me) - 5})
+    assert abs(trainer.process_start_time(me) - psutil.Process(me).create_time()) < 1e-3
+    assert trainer.process_start_time(2**22 + 12345) is None
+    assert jobs.is_alive({"pid": me, "pid_start": trainer.process_start_time(me)})
+    assert not jobs.is_alive({"pid": me, "pid_start": trainer.process_start_time(me) - 5})
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # not reaped: a zombie until we wait
     try:
         deadline = time.time() + 30
@@ -206,7 +208,7 @@ def _wait_for(pred, timeout=180, poll=0.2) -> bool:
 
 def test_a_run_deleted_while_training_stays_deleted(tmp_path):
     make_dataset("slow", per_class=40, size=32)
-    run = jobs.start(training.TrainRequest(dataset="slow", preset="fast", epochs=200, batch_size=4))
+    run = jobs.start(trainer.TrainRequest(dataset="slow", preset="fast", epochs=200, batch_size=4))
     assert runs.get_run(run.run_id).state == "queued", "launch must leave the run for the job to claim"
     assert _wait_for(lambda: runs.read_progress(run.path)[1] is not None), "job never reported a batch"
     moved = tmp_path / "moved"
@@ -219,5 +221,5 @@ def test_a_run_deleted_while_training_stays_deleted(tmp_path):
     assert "Traceback" not in log and "was deleted while training" in log, log[-2000:]
     assert json.loads((moved / "status.json").read_text())["state"] == "running"  # nothing written after
     if (moved / "model.keras").exists():
-        models.load_model(moved / "model.keras")
+        loading.load_model(moved / "model.keras")
     assert atomic.sweep_temp_files(moved, older_than_s=0) == []

@@ -7,8 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import datasets, models, paths, runs, streaming, training
+from core import paths
+from core.data import datasets, streaming
 from core.errors import UserError
+from core.models import loading
+from core.training import runs, trainer
 from tests.helpers import make_dataset, make_image_folder, train_tiny_run
 
 
@@ -24,7 +27,7 @@ def _batches(ds) -> tuple[np.ndarray, np.ndarray]:
 def test_streamed_pipeline_yields_exactly_the_pixels_load_splits_decodes(monkeypatch, tmp_path):
     make_image_folder(paths.data_dir() / "rgb", per_class=9, size=16, rgb=True)
     _with_broken_file("rgb")
-    cfg = training.resolve(training.TrainRequest(dataset="rgb", image_size=(12, 10), channels=3, limit=20))
+    cfg = trainer.resolve(trainer.TrainRequest(dataset="rgb", image_size=(12, 10), channels=3, limit=20))
     monkeypatch.setenv(streaming.STREAM_ENV, "1e12")
     train_mem, val_mem, streamed = streaming.training_splits(cfg, tmp_path / "cache")
     assert not streamed and isinstance(train_mem, datasets.SplitData)
@@ -34,7 +37,7 @@ def test_streamed_pipeline_yields_exactly_the_pixels_load_splits_decodes(monkeyp
     readable = lambda split: sorted(p for p in split.paths if not p.endswith("broken.png"))  # noqa: E731
     assert readable(train) == sorted(train_mem.paths) and readable(val) == sorted(val_mem.paths)
     assert len(train.paths) + len(val.paths) == len(train_mem) + len(val_mem) + 1
-    # validation keeps its order: batch for batch the very arrays load_splits decoded (with core.images)
+    # validation keeps its order: batch for batch the very arrays load_splits decoded (with core.data.images)
     x, y = _batches(streaming.make_dataset(val, 4, shuffle=False, num_classes=3))
     np.testing.assert_array_equal(x, val_mem.x.astype(np.float32))
     np.testing.assert_array_equal(y, val_mem.y)
@@ -65,7 +68,7 @@ def test_training_over_the_limit_streams_caches_on_disk_and_gives_a_working_mode
     assert (run.path / "cache" / "train.data-00000-of-00001").stat().st_size >= 16 * 16 * 20
     epochs, _ = runs.read_progress(run.path)
     assert len(epochs) == 3 and epochs[-1]["accuracy"] > 0.6  # the blob's place is easy to learn
-    lm = models.load_run_model(run)
+    lm = loading.load_run_model(run)
     data = datasets.load_splits("big", (16, 16), 1, splits=("train",))["train"]
     probs = np.asarray(lm.model(data.x.astype(np.float32), training=False))
     assert probs.shape == (len(data), 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import jobs, models, runs, training
 from core.errors import UserError
+from core.models import loading
+from core.training import jobs, runs, trainer
 from tests.helpers import make_dataset, train_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,9 +44,9 @@ def test_one_epoch_run_writes_a_complete_run_directory():
         epochs[0]
     )
     assert run.status["state"] == "completed" and run.status["epochs_done"] == 1
-    lm = models.load_run_model(run)
+    lm = loading.load_run_model(run)
     assert lm.class_names == cfg["class_names"] and lm.input_shape == (16, 16, 1)
-    assert models.read_meta(run.model_path)["class_names"] == cfg["class_names"]
+    assert loading.read_meta(run.model_path)["class_names"] == cfg["class_names"]
     x = np.zeros((2, 16, 16, 1), np.float32)
     np.testing.assert_allclose(
         np.asarray(lm.model(x, training=False)), lm.model.predict(x, verbose=0), atol=1e-5
@@ -70,24 +71,24 @@ def test_class_weights_recorded_and_bad_requests_rejected():
                      (dict(val_split=1.5), "validation split"), (dict(preset="nope"), "unknown preset"),
                      (dict(optimizer="adagrad"), "optimizer"), (dict(class_weights="x"), "class weights")]:  # fmt: skip
         with pytest.raises(UserError, match=msg):
-            training.resolve(training.TrainRequest(dataset="w", **bad))
+            trainer.resolve(trainer.TrainRequest(dataset="w", **bad))
     with pytest.raises(UserError, match="unknown dataset"):
-        training.resolve(training.TrainRequest(dataset="missing"))
+        trainer.resolve(trainer.TrainRequest(dataset="missing"))
 
 
 def test_failure_inside_the_job_is_a_failed_status_not_a_crash(isolated_dirs):
     make_dataset("gone", per_class=4)
-    run = training.start_run(training.TrainRequest(dataset="gone", epochs=1))
+    run = trainer.start_run(trainer.TrainRequest(dataset="gone", epochs=1))
     import shutil
 
     shutil.rmtree(isolated_dirs[0] / "gone")
-    status = training.train_run(run.path)
+    status = trainer.train_run(run.path)
     assert status["state"] == "failed" and "unknown dataset" in status["error"]
 
 
 def _slow_job(name: str) -> runs.Run:
     make_dataset(name, per_class=40, size=32)
-    return jobs.start(training.TrainRequest(dataset=name, preset="fast", epochs=200, batch_size=4))
+    return jobs.start(trainer.TrainRequest(dataset=name, preset="fast", epochs=200, batch_size=4))
 
 
 def test_stop_request_ends_a_job_as_stopped_with_a_loadable_model():
@@ -97,7 +98,7 @@ def test_stop_request_ends_a_job_as_stopped_with_a_loadable_model():
     final = jobs.wait(run.run_id, timeout_s=120)
     assert final.state == "stopped", final.status
     assert final.status["epochs_done"] < 200
-    models.load_run_model(final)  # raises if unloadable
+    loading.load_run_model(final)  # raises if unloadable
 
 
 def test_sigkill_leaves_no_model_that_fails_to_load_and_is_marked_failed():
@@ -111,14 +112,14 @@ def test_sigkill_leaves_no_model_that_fails_to_load_and_is_marked_failed():
     assert _wait_for(lambda: jobs.get(run.run_id).state == "failed", 30)
     final = jobs.get(run.run_id)
     assert "ended unexpectedly" in final.status["error"]
-    models.load_run_model(final)
+    loading.load_run_model(final)
     # a half-written temp model, if the kill landed mid-save, is never the model.keras a reader opens
     for tmp in run.path.glob(".model.keras.*"):
         assert tmp.name != "model.keras"
     # every earlier run is intact and loadable
     assert {p.name: p.read_bytes() for p in earlier.path.iterdir()} == before
     assert jobs.get(earlier.run_id).state == "completed"
-    models.load_run_model(jobs.get(earlier.run_id))
+    loading.load_run_model(jobs.get(earlier.run_id))
 
 
 def test_cli_train_prints_epochs_and_run_id_last(isolated_dirs):
@@ -141,10 +142,10 @@ def test_cli_train_prints_epochs_and_run_id_last(isolated_dirs):
 
 def test_dead_job_is_never_running_forever():
     make_dataset("dead", per_class=3)
-    run = training.start_run(training.TrainRequest(dataset="dead", epochs=1))
+    run = trainer.start_run(trainer.TrainRequest(dataset="dead", epochs=1))
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     runs.update_status(
-        run.path, state="running", pid=proc.pid, pid_start=training.process_start_time(proc.pid)
+        run.path, state="running", pid=proc.pid, pid_start=trainer.process_start_time(proc.pid)
     )
     assert jobs.get(run.run_id).state == "running"
     proc.send_signal(signal.SIGKILL)

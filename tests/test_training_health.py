@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import architectures, evaluation_runs, models, paths, runs, training
+from core import paths
+from core.analysis import evaluation_runs
+from core.models import architectures, loading
+from core.training import runs, trainer
 from tests.helpers import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,17 +39,17 @@ def _noisy_dataset(name: str, per_class: int = 15, signal: int = 60, seed: int =
 def _train(learning_rate: float | None = None, **kw) -> runs.Run:
     """A real run; a learning rate beyond what `resolve` accepts (> 10) is written into config.json directly,
     as a run made by an older version or edited by hand would have it."""
-    config = training.resolve(training.TrainRequest(**{"batch_size": 8, **kw}))
+    config = trainer.resolve(trainer.TrainRequest(**{"batch_size": 8, **kw}))
     if learning_rate is not None:
         config["learning_rate"] = learning_rate
     run = runs.create_run(config)
-    status = training.train_run(run.path)
+    status = trainer.train_run(run.path)
     assert status["state"] == "completed", status
     return runs.get_run(run.run_id)
 
 
 def _weights_finite(run: runs.Run) -> bool:
-    model = models.load_model(run.model_path)
+    model = loading.load_model(run.model_path)
     return all(np.isfinite(w).all() for w in model.get_weights())
 
 
@@ -85,7 +88,7 @@ def test_a_healthy_run_has_no_warnings():
 
 
 def test_warnings_and_hints_without_training():
-    rescaled = {p: training._has_rescaling(architectures.build_model(p, (32, 32, 3), 2, weights=None))
+    rescaled = {p: trainer._has_rescaling(architectures.build_model(p, (32, 32, 3), 2, weights=None))
                 for p in ("fast", "cats-dogs-2", "cats-dogs-3")}  # fmt: skip
     assert rescaled == {"fast": True, "cats-dogs-2": False, "cats-dogs-3": True}
     ep = [
@@ -93,16 +96,16 @@ def test_warnings_and_hints_without_training():
         {"loss": 2.0, "val_accuracy": 0.8},
         {"loss": 5.0, "val_accuracy": 0.7},
     ]
-    (w,) = training.health_warnings(ep, "cats-dogs-2", rescaled=False, val_counts=[5, 5], first_loss=0.69)
+    (w,) = trainer.health_warnings(ep, "cats-dogs-2", rescaled=False, val_counts=[5, 5], first_loss=0.69)
     assert w.startswith("loss exploded") and w.endswith(
         "cats-dogs-2 has no rescaling layer, as in the blog: try a lower learning rate or cats-dogs-3"
     )
-    assert training.health_warnings(ep[:1], "fast", rescaled=True, val_counts=[5, 5]) == []
+    assert trainer.health_warnings(ep[:1], "fast", rescaled=True, val_counts=[5, 5]) == []
     # 90% of the validation images in one class: 91% accuracy is what always guessing it gives
-    (w,) = training.health_warnings([{"loss": 0.3, "val_accuracy": 0.91}], "fast", rescaled=True,
+    (w,) = trainer.health_warnings([{"loss": 0.3, "val_accuracy": 0.91}], "fast", rescaled=True,
                                     val_counts=[90, 10])  # fmt: skip
     assert "chance level" in w and "90.0%" in w
-    (w,) = training.health_warnings([], "fast", rescaled=True, val_counts=[3, 3], nonfinite_at=1,
+    (w,) = trainer.health_warnings([], "fast", rescaled=True, val_counts=[3, 3], nonfinite_at=1,
                                     nonfinite_value="inf", saved_epoch=0)  # fmt: skip
     assert "loss became inf in epoch 1" in w and "untrained weights" in w
 

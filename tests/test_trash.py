@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from core import datasets, paths, trash
+from core import paths
+from core.data import datasets, trash
 from core.errors import UserError
 from tests.helpers import make_dataset
 

@@ -1,4 +1,4 @@
-"""Every number and path a person gives is checked in `training.resolve`, before a run folder exists."""
+"""Every number and path a person gives is checked in `trainer.resolve`, before a run folder exists."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from core import architectures, paths, training, validation
+from core import paths, validation
 from core.errors import UserError
+from core.models import architectures
+from core.training import trainer
 from tests.helpers import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _req(**kw) -> training.TrainRequest:
-    return training.TrainRequest(dataset=kw.pop("dataset", "v"), **kw)
+def _req(**kw) -> trainer.TrainRequest:
+    return trainer.TrainRequest(dataset=kw.pop("dataset", "v"), **kw)
 
 
 def _no_runs() -> bool:
@@ -60,16 +62,16 @@ BAD = [
 def test_bad_numbers_are_refused_before_a_run_exists(bad, needle):
     make_dataset("v", per_class=2)
     with pytest.raises(UserError, match=needle):
-        training.start_run(_req(**bad))
+        trainer.start_run(_req(**bad))
     assert _no_runs()
 
 
 def test_zero_and_edge_values_are_kept_not_defaulted():
     make_dataset("v", per_class=2)
-    cfg = training.resolve(_req(seed=0, val_split=0.0, learning_rate=1e-7, batch_size=1, image_size=(4, 4)))
+    cfg = trainer.resolve(_req(seed=0, val_split=0.0, learning_rate=1e-7, batch_size=1, image_size=(4, 4)))
     assert (cfg["seed"], cfg["val_split"], cfg["learning_rate"], cfg["batch_size"]) == (0, 0.0, 1e-7, 1)
     assert cfg["input_shape"][:2] == [4, 4]
-    assert training.resolve(_req(seed=2**32 - 1, limit=1))["limit"] == 1
+    assert trainer.resolve(_req(seed=2**32 - 1, limit=1))["limit"] == 1
 
 
 def _weights_cases(tmp_path: Path) -> list[tuple[str, str]]:
@@ -93,11 +95,11 @@ def test_weights_path_must_be_a_regular_weights_file(tmp_path):
     make_dataset("v", per_class=2, rgb=True)
     for weights, needle in _weights_cases(tmp_path):
         with pytest.raises(UserError, match=needle):
-            training.start_run(_req(preset="mobilenetv2-transfer", image_size=(32, 32), weights=weights))
+            trainer.start_run(_req(preset="mobilenetv2-transfer", image_size=(32, 32), weights=weights))
     assert _no_runs()
     good = tmp_path / "base.weights.h5"
     good.write_bytes(b"\x89HDF\r\n\x1a\n")
-    cfg = training.resolve(_req(preset="mobilenetv2-transfer", image_size=(32, 32), weights=str(good)))
+    cfg = trainer.resolve(_req(preset="mobilenetv2-transfer", image_size=(32, 32), weights=str(good)))
     assert cfg["weights"] == str(good)
 
 
@@ -107,7 +109,7 @@ def test_oversized_weights_file_is_refused(tmp_path, monkeypatch):
     big.write_bytes(b"\0" * 2048)
     monkeypatch.setattr(validation, "MAX_WEIGHTS_BYTES", 1024)
     with pytest.raises(UserError, match="over the 1 KiB limit"):
-        training.resolve(_req(preset="xception-transfer", image_size=(71, 71), weights=str(big)))
+        trainer.resolve(_req(preset="xception-transfer", image_size=(71, 71), weights=str(big)))
 
 
 @pytest.mark.parametrize("preset", [n for n, p in architectures.PRESETS.items() if not p.transfer])
@@ -151,7 +153,7 @@ UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: refused at once, no rea
 def test_offline_dataset_download_names_the_file_folder_and_url(monkeypatch, tmp_path):
     from dataclasses import replace
 
-    from core import keras_datasets
+    from core.data import keras_datasets
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     src = keras_datasets.SOURCES["mnist"]
@@ -165,7 +167,7 @@ def test_offline_dataset_download_names_the_file_folder_and_url(monkeypatch, tmp
 
 
 def test_offline_cifar_and_fashion_say_exactly_what_to_place(monkeypatch, tmp_path):
-    from core import keras_datasets
+    from core.data import keras_datasets
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setenv("CONVNET_OFFLINE", "1")

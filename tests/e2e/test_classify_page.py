@@ -10,7 +10,7 @@ import sys
 import pytest
 from playwright.sync_api import expect
 
-from core.keras_datasets import FASHION_CLASSES
+from core.data.keras_datasets import FASHION_CLASSES
 from core.paths import embedded_dataset_dir
 from tests.e2e.conftest import REPO, screenshot
 

@@ -2,7 +2,7 @@
 
 from playwright.sync_api import expect
 
-from core.keras_datasets import FASHION_CLASSES
+from core.data.keras_datasets import FASHION_CLASSES
 from tests.e2e.conftest import screenshot
 
 

@@ -8,7 +8,7 @@ import time
 
 from playwright.sync_api import expect
 
-from core import jobs, runs
+from core.training import jobs, runs
 from tests.e2e.conftest import AppServer
 
 

@@ -5,7 +5,7 @@ import re
 
 from playwright.sync_api import expect
 
-from core.runs import default_name
+from core.training.runs import default_name
 from tests.e2e.conftest import screenshot
 
 

@@ -7,7 +7,7 @@ runs/<run_id>/model.keras     written atomically after every epoch and at the en
 runs/<run_id>/stop            present when someone asked the job to stop
 runs/<run_id>/label.json      the person's name and note for the run (status.json is the job's alone)
 runs/<run_id>/train.lock      held by the one process training the run
-runs/.trash/<run_id>          deleted runs, until restored (core.trash)
+runs/.trash/<run_id>          deleted runs, until restored (core.data.trash)
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core import atomic, trash
+from core import atomic
+from core.data import trash
 from core.errors import UserError
 from core.paths import runs_dir
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core import figures, runs
+from core import figures
+from core.training import runs
 
 
 @dataclass

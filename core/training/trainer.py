@@ -13,9 +13,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import architectures, atomic, datasets, runs, validation
+from core import atomic, validation
+from core.data import datasets
 from core.errors import UserError
-from core.runs import process_start_time  # noqa: F401  (kept here too: tests and pages import it from training)
+from core.models import architectures
+from core.training import runs
+from core.training.runs import process_start_time  # noqa: F401  (kept here too: tests and pages import it from training)
 
 LOCK_FILE = "train.lock"
 
@@ -103,7 +106,7 @@ def resolve(req: TrainRequest) -> dict[str, Any]:
         weights = v.check_weights_path(str(weights))
     info = datasets.get_dataset(req.dataset)
     if not info.available:
-        from core.keras_datasets import missing_message
+        from core.data.keras_datasets import missing_message
 
         raise UserError(missing_message(req.dataset))
     if len(info.class_names) < 2:
@@ -270,7 +273,7 @@ def train_run(run_dir, echo: Callable[[str], None] | None = None) -> dict[str, A
     Under the multiworker strategy only the chief writes run_dir; any other worker trains in a scratch copy of
     config.json (status, progress and its model.keras go there) and deletes it at the end (docs/SCALING.md).
     """
-    from core import distribute
+    from core.training import distribute
 
     run = runs.load_run(run_dir)
     if run is None:
@@ -307,9 +310,10 @@ def _preparing(out: Path) -> Callable[[float], None]:
 
 
 def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | None) -> dict[str, Any]:
-    from core import distribute, streaming
-    from core.callbacks import ProgressWriter, StopRequest, TargetAccuracy, TrainingHealth
-    from core.models import save_model
+    from core.data import streaming
+    from core.models.loading import save_model
+    from core.training import distribute
+    from core.training.callbacks import ProgressWriter, StopRequest, TargetAccuracy, TrainingHealth
 
     cfg = run.config
     strategy_name = cfg.get("strategy", "default")

@@ -1,11 +1,11 @@
 """Folder datasets bigger than memory: stream them from disk through tf.data instead of decoding them into RAM.
 
 When the decoded training + validation images (N x H x W x C bytes of uint8) would exceed CONVNET_STREAM_ABOVE_BYTES
-(default 2 GiB), training reads file paths and decodes each image with `core.datasets`' own decode (the very
-`core.images` code prediction uses, called through tf.numpy_function), so what the model trains on is pixel for pixel
+(default 2 GiB), training reads file paths and decodes each image with `core.data.datasets`' own decode (the very
+`core.data.images` code prediction uses, called through tf.numpy_function), so what the model trains on is pixel for pixel
 what it will be shown later. The first epoch writes the decoded images to a cache file on disk
 (<run>/cache/train.*, <run>/cache/val.*); later epochs read that file, not the images, and never hold more than a
-bounded shuffle buffer in memory. Below the limit nothing changes: `core.datasets.load_splits` decodes once into RAM.
+bounded shuffle buffer in memory. Below the limit nothing changes: `core.data.datasets.load_splits` decodes once into RAM.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from core import datasets
+from core.data import datasets
 from core.errors import UserError
 
 STREAM_ENV = "CONVNET_STREAM_ABOVE_BYTES"
 DEFAULT_STREAM_ABOVE = 2 * 1024**3
 SHUFFLE_BUFFER_BYTES = 256 * 1024**2  # decoded images held for shuffling, whatever the dataset's size
-MAX_SHUFFLE_BUFFER = 20000  # as core.datasets.make_tf_dataset
+MAX_SHUFFLE_BUFFER = 20000  # as core.data.datasets.make_tf_dataset
 
 
 @dataclass
@@ -120,7 +120,7 @@ def make_dataset(data: Any, batch_size: int, *, shuffle: bool, seed: int = 0, nu
 
 def stream_dataset(split: StreamSplit, batch_size: int, *, shuffle: bool, seed: int = 0, num_classes: int = 0,
                    label_mode: str = "sparse"):  # fmt: skip
-    """paths -> decode (core.images, in parallel) -> drop unreadable -> cache file -> shuffle -> batch -> prefetch."""
+    """paths -> decode (core.data.images, in parallel) -> drop unreadable -> cache file -> shuffle -> batch -> prefetch."""
     import tensorflow as tf
 
     h, w = split.image_size

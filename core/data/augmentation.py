@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.architectures import augmentation_layers
+from core.models.architectures import augmentation_layers
 
 AUGMENTING_PRESETS = (
     "jedi-sith-binary",

@@ -11,8 +11,8 @@ from typing import Any
 
 import keras
 
-from core import runs
-from core.models import save_model
+from core.models.loading import save_model
+from core.training import runs
 
 
 def _clean(logs: dict | None) -> dict:

@@ -27,7 +27,7 @@ from core.errors import UserError
 
 CACHE_ENV = "CONVNET_DECODE_CACHE_BYTES"
 DEFAULT_CAP = 4 * 1024**3
-CACHE_VERSION = 1  # bump when core.images decodes differently, so old pixels are never served
+CACHE_VERSION = 1  # bump when core.data.images decodes differently, so old pixels are never served
 ORPHAN_AGE_S = 600.0  # an .npy without its .json this old was left by a killed writer
 
 

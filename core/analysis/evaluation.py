@@ -20,9 +20,9 @@ import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from core.analysis.probabilities import OUTPUT_KINDS, to_probabilities
 from core.atomic import atomic_path, read_json, write_json
 from core.errors import UserError
-from core.probabilities import OUTPUT_KINDS, to_probabilities
 
 EVALUATION_DIR = "evaluation"
 METRICS_FILE = "metrics.json"

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from core import atomic
+from core.analysis.probabilities import to_probabilities
 from core.errors import UserError
-from core.models import infer_output_kind
-from core.probabilities import to_probabilities
+from core.models.loading import infer_output_kind
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant", "bundle")
 FORMAT_LABELS = {

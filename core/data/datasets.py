@@ -1,6 +1,6 @@
 """One dataset catalog for the UI and the CLI: the embedded sample, folders in data/, and built-in array sets.
 
-Folder images are decoded once with `core.images` (the very function prediction uses), so training sees what
+Folder images are decoded once with `core.data.images` (the very function prediction uses), so training sees what
 prediction sees; the decoded uint8 arrays then feed tf.data with prefetch.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core import decode_cache, keras_datasets, trash
+from core.data import decode_cache, keras_datasets, trash
+from core.data.images import ALLOWED_EXTENSIONS, load_image, to_mode, to_uint8_input
 from core.errors import UserError
-from core.images import ALLOWED_EXTENSIONS, load_image, to_mode, to_uint8_input
 from core.paths import EMBEDDED_DATASET, data_dir, embedded_dataset_dir
 
 SPLIT_ALIASES = {
@@ -423,7 +423,7 @@ def load_splits(
 ) -> dict[str, SplitData]:
     """Decoded train/val/test arrays at the model's input size and channels (missing splits are empty).
 
-    Folder datasets go through `core.decode_cache`: the first call decodes every image once and stores them; later
+    Folder datasets go through `core.data.decode_cache`: the first call decodes every image once and stores them; later
     calls (another run, another process) slice the stored arrays without opening a file. `progress(fraction)` is
     called now and then while images are being decoded.
     """

@@ -23,8 +23,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from core.analysis.probabilities import OUTPUT_KINDS
 from core.errors import UserError
-from core.probabilities import OUTPUT_KINDS
 
 __all__ = [
     "CONV_TYPES",

@@ -1,7 +1,7 @@
 """Evaluate a run on its dataset's test split (or validation) and keep the result, with the images it scored,
 in the run directory, so reopening the Evaluate page is instant and survives a restart.
 
-runs/<id>/evaluation/metrics.json + arrays.npz   the result (core.evaluation.save; a shared token pairs them)
+runs/<id>/evaluation/metrics.json + arrays.npz   the result (core.analysis.evaluation.save; a shared token pairs them)
 runs/<id>/evaluation/images.npy                  the uint8 images scored, when they fit under ARRAY_IMAGE_CAP
 runs/<id>/evaluation/source.json                 written last: the model file it scored and the same token, so a
                                                  reader never pairs a result with a model or images it did not see
@@ -16,9 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from core import datasets, evaluation, models, runs
+from core.analysis import evaluation
 from core.atomic import atomic_path, read_json, write_json
+from core.data import datasets
 from core.errors import UserError
+from core.models import loading
+from core.training import runs
 
 SOURCE_FILE = "source.json"
 IMAGES_FILE = "images.npy"
@@ -71,7 +74,7 @@ def _held_out(run: runs.Run, split: str | None, limit: int | None) -> tuple[str,
 
 def evaluate_run(run_id: str, *, limit: int | None = None, embed_samples: int = 2000,
                  progress: Callable[[float], None] | None = None,
-                 loaded: models.LoadedModel | None = None, split: str | None = None) -> evaluation.EvaluationResult:  # fmt: skip
+                 loaded: loading.LoadedModel | None = None, split: str | None = None) -> evaluation.EvaluationResult:  # fmt: skip
     """Score the run's model on its held-out split and save everything the Evaluate page draws.
 
     `split`: "test", "val" (the run's own validation images, drawn as training drew them, so its accuracy is
@@ -85,7 +88,7 @@ def evaluate_run(run_id: str, *, limit: int | None = None, embed_samples: int = 
     if not run.has_model:
         raise UserError(f"run {run.run_id} has no saved model yet")
     stamp = _model_stamp(run)
-    lm = loaded or models.load_run_model(run)
+    lm = loaded or loading.load_run_model(run)
     split, data = _held_out(run, split, limit)
     if progress is not None:
         progress(0.0)
@@ -143,7 +146,7 @@ def cached_result(run: runs.Run) -> evaluation.EvaluationResult | None:
 
 
 def _decode(path: str, size: tuple[int, int], channels: int) -> np.ndarray:
-    """Exactly what core.datasets fed the model (same decode, same rounding); black if the file is gone."""
+    """Exactly what core.data.datasets fed the model (same decode, same rounding); black if the file is gone."""
     arr = datasets.decode_file(Path(path), size, channels)
     return np.zeros((*size, channels), np.uint8) if arr is None else arr
 

@@ -279,7 +279,7 @@ def synced_stop(stop_cb, strategy):
     leaving fit() early would leave the others waiting forever in the next all-reduce."""
     import keras
 
-    from core import runs
+    from core.training import runs
 
     agreement = _Agreement(strategy)
 

@@ -2,7 +2,7 @@
 
 Nothing is ever written outside a private temp folder inside the datasets folder; the finished dataset appears
 under its name in one rename, so a failed or interrupted import leaves no half-made dataset behind. Every kept
-picture is decoded with `core.images.load_image` and stored re-encoded, so training reads exactly what prediction
+picture is decoded with `core.data.images.load_image` and stored re-encoded, so training reads exactly what prediction
 would read from the original file.
 """
 
@@ -22,10 +22,10 @@ from pathlib import Path
 from PIL import Image
 
 from core import paths
-from core.datasets import SPLIT_ALIASES as CATALOG_SPLIT_ALIASES
-from core.datasets import SPLIT_FOLDERS
+from core.data.datasets import SPLIT_ALIASES as CATALOG_SPLIT_ALIASES
+from core.data.datasets import SPLIT_FOLDERS
+from core.data.images import ALLOWED_EXTENSIONS, flatten, is_heif, load_image
 from core.errors import UserError
-from core.images import ALLOWED_EXTENSIONS, flatten, is_heif, load_image
 from core.validation import regular_file
 
 # one alias table with the catalog (`training/`, `valid/`... read the same both ways); values are folder names
@@ -39,7 +39,7 @@ _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _CHUNK = 1 << 20
 _MAX_CLASS_NAME = 100
 _JPEG_SOURCES = ("JPEG", "MPO", "HEIF")
-# built-in datasets (core.keras_datasets) live in the same catalog: an import must not shadow one
+# built-in datasets (core.data.keras_datasets) live in the same catalog: an import must not shadow one
 RESERVED_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion_mnist", "cifar10", paths.EMBEDDED_DATASET)
 _UTF8_FLAG = 0x800
 MAX_ZIP_BYTES = 8 * 2**30

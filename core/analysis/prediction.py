@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.analysis.probabilities import to_probabilities
+from core.data.images import prepare
 from core.errors import UserError
-from core.images import prepare
-from core.models import LoadedModel
-from core.probabilities import to_probabilities
+from core.models.loading import LoadedModel
 
 NON_FINITE = (
     "the model produced non-finite outputs (NaN); it was probably trained with too high a learning rate"

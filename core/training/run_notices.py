@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from core import runs
+from core.training import (
+    runs,  # What each page takes from the run's dataset instead of the active one ({run} is the run's dataset).
+)
 
-# What each page takes from the run's dataset instead of the active one ({run} is the run's dataset).
 USES = {
     "Classify": "dataset samples and class names come from {run}",
     "Inspect": "dataset samples and class names come from {run}",

@@ -197,7 +197,7 @@ def offline_weights_message(kind: str, input_shape: Shape, reason: str = "no int
 def load_base(kind: str, input_shape: Shape, weights: str | None) -> keras.Model:
     """An ImageNet base without its top. weights: "imagenet" (download once, cached in ~/.keras),
     None (random initialisation) or a path to a local weights file."""
-    from core.keras_datasets import network_problem
+    from core.data.keras_datasets import network_problem
 
     ctor = {"mobilenet_v2": keras.applications.MobileNetV2, "xception": keras.applications.Xception}[kind]
     if weights not in (None, "imagenet") and not Path(weights).is_file():
@@ -484,7 +484,7 @@ def min_image_side(preset: str, builder: BuilderSpec | None = None) -> int:
         return TRANSFER_MIN_SIDE.get(p.transfer, p.min_image_size)
     if preset == "custom":
         return _custom_min_side(builder or BuilderSpec())
-    from core.models import ConfigWalk
+    from core.models.loading import ConfigWalk
 
     try:
         config = keras.saving.serialize_keras_object(p.build((p.min_image_size, p.min_image_size, 3), 3))

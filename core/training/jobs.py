@@ -16,19 +16,20 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from core import atomic, runs
+from core import atomic
 from core.errors import UserError
 from core.paths import REPO_ROOT
-from core.runs import process_start_time
+from core.training import runs
+from core.training.runs import process_start_time
 
-if TYPE_CHECKING:  # core.training imports Keras; listing and stopping runs must not wait for it
-    from core.training import TrainRequest
+if TYPE_CHECKING:  # core.training.trainer imports Keras; listing and stopping runs must not wait for it
+    from core.training.trainer import TrainRequest
 
 
 def launch(run: runs.Run) -> runs.Run:
     """Start `python -m core train --run ID` in its own session, output to the run's job.log.
 
-    The run stays queued: the job itself takes the run's lock and marks it running (core.training.train_run).
+    The run stays queued: the job itself takes the run's lock and marks it running (core.training.trainer.train_run).
     """
     current = runs.get_run(run.run_id)
     if current.state != "queued" or is_alive(current.status):
@@ -57,7 +58,7 @@ _children: dict[str, subprocess.Popen] = {}
 
 def start(req: TrainRequest) -> runs.Run:
     """Resolve the request (UserError on bad input), create the run, start its process."""
-    from core.training import start_run
+    from core.training.trainer import start_run
 
     return launch(start_run(req))
 

@@ -1,0 +1,1 @@
+"""Analysis of trained models: prediction, inspection, evaluation, export."""

@@ -1,0 +1,1 @@
+"""Datasets: the catalog, safe image decoding, import, trash, the decoded-array cache, streaming, augmentation."""

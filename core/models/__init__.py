@@ -1,0 +1,1 @@
+"""Models: the notebooks' preset architectures and safe loading of user models."""
