@@ -19,14 +19,16 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 run: $(VENV)/.installed  ## set up and start the app on the embedded Fashion-MNIST sample
 	$(PY) -m streamlit run app.py --server.port $(PORT)
 
-test: $(VENV)/.installed-dev  ## set up and run the whole suite: lint, unit, AppTest, real browser
+test: $(VENV)/.installed-dev  ## set up and run the whole suite: lint, types (mypy on core/), unit, AppTest, real browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 test-fast: $(VENV)/.installed-dev  ## the inner loop (<= 2 minutes): lint and every test not marked slow or e2e
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest -m "not slow and not e2e" -q
 
 bench: $(VENV)/.installed-dev

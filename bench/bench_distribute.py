@@ -110,7 +110,7 @@ def main() -> None:
     rows.append(("two workers (127.0.0.1)", multi.run_id, time.perf_counter() - t0))
 
     cfg = single.config
-    h, w, c = cfg["input_shape"]
+    h, w, c = cfg.input_shape
     test = datasets.load_splits(DATASET, (h, w), c, seed=args.seed, splits=("test",))["test"]
     results = []
     for label, run_id, wall in rows:
@@ -124,7 +124,7 @@ def main() -> None:
     diff = 100 * (results[1]["test_accuracy"] - results[0]["test_accuracy"])
     val_diff = 100 * ((results[1]["val_accuracy"] or 0) - (results[0]["val_accuracy"] or 0))
 
-    print(f"\n{args.preset} on {DATASET}: {args.epochs} epochs, global batch {cfg['batch_size']}, "
+    print(f"\n{args.preset} on {DATASET}: {args.epochs} epochs, global batch {cfg.batch_size}, "
           f"seed {args.seed}; accuracy on {len(test)} test images")  # fmt: skip
     print(f"{'mode':26s} {'replicas':>8s} {'wall s':>8s} {'train s':>8s} {'val acc':>8s} {'test acc':>9s}")
     for r in results:
@@ -138,7 +138,7 @@ def main() -> None:
 
     write_json(RESULTS, {
         "benchmark": "distribute", "dataset": DATASET, "preset": args.preset, "epochs": args.epochs,
-        "global_batch_size": cfg["batch_size"], "seed": args.seed, "test_images": len(test),
+        "global_batch_size": cfg.batch_size, "seed": args.seed, "test_images": len(test),
         "results": results, "test_accuracy_diff_points": round(diff, 2),
         "val_accuracy_diff_points": round(val_diff, 2),
         "goal_points": GOAL_POINTS, "goal_met": ok,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from core.errors import UserError  # noqa: E402
+from core import options  # noqa: E402
+from core.errors import UserError, first_line  # noqa: E402
 
 
 def cmd_datasets(args) -> int:
@@ -70,7 +71,7 @@ def cmd_train(args) -> int:
 
     if args.run:
         run = runs.get_run(args.run)
-        planned = run.config.get("strategy", "default")
+        planned = run.config.strategy
         if args.strategy and args.strategy != planned:
             raise UserError(f"run {run.run_id} was created for --strategy {planned}, not {args.strategy}")
     else:
@@ -130,7 +131,7 @@ def cmd_runs(args) -> int:
         return 0
     for r in jobs.list_runs():
         dur = runs.duration(r.status)
-        print(f"{r.run_id:60s} {r.short_label()}  {r.status.get('epochs_done', 0)}/{r.config.get('epochs', '?')} "
+        print(f"{r.run_id:60s} {r.short_label()}  {r.status.get('epochs_done', 0)}/{r.config.epochs} "
               f"epochs  {(f'{dur:.0f}s' if dur else '-')}")  # fmt: skip
         if r.note:
             print(f"    note: {r.note.splitlines()[0]}")
@@ -234,16 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a preset; prints a line per epoch and the run id last")
     p.add_argument("--run", help="train an already-created run (what the UI starts)")
     p.add_argument("--dataset")
-    p.add_argument("--preset", default="fast")
+    p.add_argument("--preset", default=options.DEFAULT_PRESET)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", choices=["adam", "rmsprop", "sgd"])
+    p.add_argument("--optimizer", choices=options.OPTIMIZERS)
     p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int, default=213)
-    p.add_argument("--val-split", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=options.DEFAULT_SEED)
+    p.add_argument("--val-split", type=float, default=options.DEFAULT_VAL_SPLIT)
     p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
-    p.add_argument("--channels", type=int, choices=[1, 3])
-    p.add_argument("--class-weights", choices=["none", "balanced", "notebook"])
+    p.add_argument("--channels", type=int, choices=options.CHANNELS)
+    p.add_argument("--class-weights", choices=options.CLASS_WEIGHT_METHODS)
     p.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE")
     p.add_argument("--no-restore-best", action="store_true")
     p.add_argument("--target-accuracy", type=float)
@@ -251,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", default="imagenet", help="transfer presets: imagenet, random, or a weights file"
     )
     p.add_argument("--limit", type=int, help="at most this many images per split")
-    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"],
+    p.add_argument("--strategy", choices=options.STRATEGIES,
                    help="default: one device; with --run, the run's own strategy")  # fmt: skip
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_train)
@@ -275,14 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test metrics and the per-class table")
     p.add_argument("--run", required=True)
     p.add_argument("--limit", type=int)
-    p.add_argument("--split", choices=["test", "val"],
+    p.add_argument("--split", choices=options.EVALUATION_SPLITS,
                    help="default: test, or validation when the dataset has no test split; val is the run's own")  # fmt: skip
     p.set_defaults(fn=cmd_evaluate)
     p = sub.add_parser("export", help="export a run's model to a new file or folder (never replaces one)")
     p.add_argument("--run", required=True)
-    p.add_argument(
-        "--format", required=True, choices=["keras", "savedmodel", "tflite", "tflite-quant", "bundle"]
-    )
+    p.add_argument("--format", required=True, choices=options.EXPORT_FORMATS)
     p.add_argument("--out", help="a new path, or an existing folder to write a new export into "
                    "(default: runs/ID/exports/)")  # fmt: skip
     p.set_defaults(fn=cmd_export)
@@ -315,8 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # last resort: still one line, never a traceback
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        print(f"error: {type(exc).__name__}: {first}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
         return 1
 
 

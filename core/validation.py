@@ -12,6 +12,7 @@ import numbers
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
-def check_int(value: object, what: str, lo: int, hi: int) -> int:
+def check_int(value: Any, what: str, lo: int, hi: int) -> int:
     """An integer in [lo, hi]; floats with a fraction, NaN and inf are refused, never rounded or defaulted."""
     if not is_number(value) or not math.isfinite(value) or int(value) != value:  # type: ignore[arg-type]
         raise UserError(f"{what} must be a whole number from {lo:,} to {hi:,}; got {value!r}")

@@ -14,6 +14,7 @@ from PIL import Image
 from core import figures
 from core.analysis import evaluation
 from core.analysis.evaluation import EvaluationResult
+from core.data.images import upscale
 from core.errors import UserError
 from pages import _shared
 
@@ -36,7 +37,7 @@ def _for_display(images: list[np.ndarray], tile: int) -> tuple[list[np.ndarray],
         out = [np.asarray(Image.fromarray(a).reduce(step)) for a in out]
         return out, MAX_TILE_PX
     f = max(1, tile // side)
-    return [a.repeat(f, axis=0).repeat(f, axis=1) for a in out], max(tile, side * f)
+    return [upscale(a, f) for a in out], max(tile, side * f)
 
 
 def gallery(indices: np.ndarray, images: Images, caption: Callable[[int], str], what: str,

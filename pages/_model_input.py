@@ -28,7 +28,7 @@ def pick_model(prefix: str, page: str) -> tuple[loading.LoadedModel | None, str 
             return None, None, None
         lm = _shared.loaded_model(run)
         _run_notices.show(run, page)
-        return lm, run.config.get("dataset"), f"{run.run_id}:{run.model_path.stat().st_mtime_ns}"
+        return lm, run.config.dataset, f"{run.run_id}:{run.model_path.stat().st_mtime_ns}"
     up = st.file_uploader(
         "A .keras model file", type=["keras"], key=f"{prefix}_model_file", max_upload_size=256
     )

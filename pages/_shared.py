@@ -5,12 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
-import numpy as np
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from core.data import datasets
-from core.errors import UserError
+from core.errors import UserError, first_line
 from core.models import loading
 from core.paths import EMBEDDED_DATASET
 from core.training import jobs, progress, runs
@@ -154,7 +153,7 @@ def active_run() -> runs.Run | None:
 
 def error(exc: Exception | str) -> None:
     """One line, never a traceback."""
-    st.error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, icon=":material/error:")
+    st.error(first_line(exc) or "error", icon=":material/error:")
 
 
 def need_run(page: str) -> runs.Run | None:
@@ -165,12 +164,6 @@ def need_run(page: str) -> runs.Run | None:
         )
         return None
     return run
-
-
-def upscale(img: np.ndarray, side: int) -> np.ndarray:
-    """Nearest-neighbour to about `side` pixels, so a 28×28 input stays crisp instead of being blurred."""
-    f = max(1, side // max(img.shape[:2]))
-    return img.repeat(f, axis=0).repeat(f, axis=1)
 
 
 def fmt_seconds(s: float | None) -> str:

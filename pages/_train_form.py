@@ -12,13 +12,14 @@ from typing import Any
 
 import streamlit as st
 
+from core import options
 from core.models import architectures
 from core.training.trainer import TrainRequest
 from pages import _shared
 
 KEEP_PREFIX = "kept:"
-OPTIMIZERS = ["adam", "rmsprop", "sgd"]
-CLASS_WEIGHTS = ["preset default", "none", "balanced", "notebook"]
+OPTIMIZERS = list(options.OPTIMIZERS)
+CLASS_WEIGHTS = ["preset default", *options.CLASS_WEIGHT_METHODS]
 
 
 def _kept(widget: Callable[..., Any], label: str, key: str, default: Any, **kw: Any) -> Any:

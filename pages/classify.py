@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.analysis import prediction
+from core.data import images
 from core.errors import UserError
 from pages import _image_input, _model_input, _shared
 
@@ -34,7 +35,7 @@ def _card(i: int, pred: prediction.Prediction, threshold: float) -> None:
         left, right = st.columns([1, 2], vertical_alignment="center")
         h, w = pred.seen.shape[:2]
         left.image(
-            _shared.upscale(pred.seen, SHOW_SIDE), caption=f"{pred.name} · as the model sees it ({w}×{h})"
+            images.upscale_to(pred.seen, SHOW_SIDE), caption=f"{pred.name} · as the model sees it ({w}×{h})"
         )
         label, p = pred.top(threshold)
         with right:

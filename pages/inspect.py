@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.analysis import inspection, prediction
+from core.data import images
 from core.errors import UserError
 from core.models import loading
 from pages import _image_input, _model_input, _shared
@@ -26,7 +27,7 @@ def _extractor(model_key: str, pooling: bool, _model) -> inspection.FeatureMapEx
 def _prediction_and_cam(lm: loading.LoadedModel, x: np.ndarray, seen: np.ndarray, name: str) -> None:
     probs = prediction.probabilities(lm, x[None])[0]
     order = np.argsort(probs)[::-1]
-    shown = _shared.upscale(seen, SHOW_SIDE)
+    shown = images.upscale_to(seen, SHOW_SIDE)
     c1, c2, c3 = st.columns([1, 1, 1.3])
     c1.image(shown, caption=f"{name} · as the model sees it", width=SHOW_SIDE)
     with c3:
@@ -69,9 +70,7 @@ def _feature_maps(model_key: str, lm: loading.LoadedModel, x: np.ndarray) -> Non
             cols = st.columns(2)
         h, w, c = maps.shape
         f = max(1, round(CELL / max(h, w)))
-        grid = inspection.tile_maps_rgb(
-            maps.repeat(f, axis=0).repeat(f, axis=1), cmap, cols=8, max_maps=MAX_MAPS
-        )
+        grid = inspection.tile_maps_rgb(images.upscale(maps, f), cmap, cols=8, max_maps=MAX_MAPS)
         more = f" (showing the first {MAX_MAPS})" if c > MAX_MAPS else ""
         with cols[i % 2]:
             st.markdown(f"**{name}** · {h}×{w}×{c}")

@@ -69,13 +69,13 @@ def main() -> None:
         return
     try:
         cfg = resolve(req)
-        rows, counts = _summary(req.preset, tuple(cfg["input_shape"]), len(cfg["class_names"]),
+        rows, counts = _summary(req.preset, cfg.input_shape, cfg.num_classes,
                                 tuple(req.builder.values()) if req.builder else None)  # fmt: skip
     except UserError as exc:
         _shared.error(exc)
         return
     with st.expander(f"Model summary — {counts['total']:,} parameters ({counts['trainable']:,} trainable), "
-                     f"input {'×'.join(map(str, cfg['input_shape']))}, {cfg['output_kind']} head"):  # fmt: skip
+                     f"input {'×'.join(map(str, cfg.input_shape))}, {cfg.output_kind} head"):  # fmt: skip
         st.dataframe(rows, hide_index=True)
     if st.button("Train", type="primary", key="train", icon=":material/play_arrow:"):
         try:

@@ -24,7 +24,9 @@ def _page_imports(page: str) -> list[str]:
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
             names += [
-                f"{node.module}.{a.name}" if node.module in ("core", "pages") or node.module in CORE_PACKAGES else node.module
+                f"{node.module}.{a.name}"
+                if node.module in ("core", "pages") or node.module in CORE_PACKAGES
+                else node.module
                 for a in node.names
             ]
     return sorted(set(names))

@@ -73,7 +73,7 @@ def _predicts(run: runs.Run) -> None:
     """The run's model loads and gives class probabilities for the dataset's own images."""
     lm = loading.load_run_model(run)
     h, w, c = run.input_shape
-    x = datasets.load_splits(run.config["dataset"], (h, w), c, splits=("val",))["val"].x.astype(np.float32)
+    x = datasets.load_splits(run.config.dataset, (h, w), c, splits=("val",))["val"].x.astype(np.float32)
     p = np.asarray(lm.model(x, training=False))
     assert len(x) >= 3 and p.shape == (len(x), len(run.class_names)) and np.all(np.isfinite(p))
     assert np.allclose(p.sum(axis=1), 1, atol=1e-4)
@@ -122,7 +122,7 @@ def test_mirrored_over_two_logical_cpu_devices(isolated_dirs, tmp_path):
     run = runs.get_run(out.strip().splitlines()[-1])
     assert run.state == "completed" and run.status["strategy"] == "mirrored"
     assert run.status["replicas"] == 2, "the batch was not split over two devices"
-    assert run.status["epochs_done"] == 1 and run.config["batch_size"] == 8  # global: 4 images per device
+    assert run.status["epochs_done"] == 1 and run.config.batch_size == 8  # global: 4 images per device
     _predicts(run)
 
 

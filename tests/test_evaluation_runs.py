@@ -65,8 +65,8 @@ def _split_data(run: runs.Run, limit: int | None = None) -> tuple[str, datasets.
     h, w, c = run.input_shape
     cfg = run.config
     # the run's own limit: a validation split is scored as training drew it
-    return datasets.evaluation_split(cfg["dataset"], (h, w), c, val_split=cfg["val_split"], seed=cfg["seed"],
-                                     limit=limit or cfg.get("limit"))  # fmt: skip
+    return datasets.evaluation_split(cfg.dataset, (h, w), c, val_split=cfg.val_split, seed=cfg.seed,
+                                     limit=limit or cfg.limit)  # fmt: skip
 
 
 def test_evaluate_run_saves_and_cached_result_loads_it(split_source):
@@ -100,7 +100,9 @@ def test_cached_result_is_none_once_the_model_changes(split_source):
     evaluation_runs.evaluate_run(run.run_id)
     assert evaluation_runs.cached_result(run) is not None
     lm = loading.load_run_model(run)
-    loading.save_model(lm.model, run.model_path, run.config)  # re-saved, as a training job does every epoch
+    loading.save_model(
+        lm.model, run.model_path, run.config.to_dict()
+    )  # re-saved, as a training job does every epoch
     assert evaluation_runs.cached_result(run) is None
 
 

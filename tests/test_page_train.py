@@ -22,7 +22,7 @@ def test_summary_train_and_see_completed_run_which_becomes_the_active_run():
     at.button(key="train").click().run()
     assert not at.exception
     started = runs.list_runs()
-    assert len(started) == 3 and started[0].config["dataset"] == "tiny" and started[0].config["epochs"] == 1
+    assert len(started) == 3 and started[0].config.dataset == "tiny" and started[0].config.epochs == 1
     final = jobs.wait(started[0].run_id, timeout_s=240)
     assert final.state == "completed", final.status
     at.run()

@@ -41,7 +41,7 @@ def _train(learning_rate: float | None = None, **kw) -> runs.Run:
     as a run made by an older version or edited by hand would have it."""
     config = trainer.resolve(trainer.TrainRequest(**{"batch_size": 8, **kw}))
     if learning_rate is not None:
-        config["learning_rate"] = learning_rate
+        config = config.replace(learning_rate=learning_rate)
     run = runs.create_run(config)
     status = trainer.train_run(run.path)
     assert status["state"] == "completed", status

@@ -69,9 +69,9 @@ def test_bad_numbers_are_refused_before_a_run_exists(bad, needle):
 def test_zero_and_edge_values_are_kept_not_defaulted():
     make_dataset("v", per_class=2)
     cfg = trainer.resolve(_req(seed=0, val_split=0.0, learning_rate=1e-7, batch_size=1, image_size=(4, 4)))
-    assert (cfg["seed"], cfg["val_split"], cfg["learning_rate"], cfg["batch_size"]) == (0, 0.0, 1e-7, 1)
-    assert cfg["input_shape"][:2] == [4, 4]
-    assert trainer.resolve(_req(seed=2**32 - 1, limit=1))["limit"] == 1
+    assert (cfg.seed, cfg.val_split, cfg.learning_rate, cfg.batch_size) == (0, 0.0, 1e-7, 1)
+    assert cfg.input_shape[:2] == (4, 4)
+    assert trainer.resolve(_req(seed=2**32 - 1, limit=1)).limit == 1
 
 
 def _weights_cases(tmp_path: Path) -> list[tuple[str, str]]:
@@ -100,7 +100,7 @@ def test_weights_path_must_be_a_regular_weights_file(tmp_path):
     good = tmp_path / "base.weights.h5"
     good.write_bytes(b"\x89HDF\r\n\x1a\n")
     cfg = trainer.resolve(_req(preset="mobilenetv2-transfer", image_size=(32, 32), weights=str(good)))
-    assert cfg["weights"] == str(good)
+    assert cfg.weights == str(good)
 
 
 def test_oversized_weights_file_is_refused(tmp_path, monkeypatch):

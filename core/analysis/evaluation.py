@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from core.analysis.prediction import batched_outputs
 from core.analysis.probabilities import OUTPUT_KINDS, to_probabilities
 from core.atomic import atomic_path, read_json, write_json
 from core.errors import UserError
@@ -99,24 +100,6 @@ def _check_images(model: Any, images: np.ndarray) -> np.ndarray:
     return x
 
 
-def _run_batches(fn: Any, x: np.ndarray, batch_size: int, progress: Progress | None) -> np.ndarray:
-    import keras
-
-    n = x.shape[0]
-    batch_size = max(1, int(batch_size))
-    chunks: list[np.ndarray] = []
-    for start in range(0, n, batch_size):
-        out = fn(np.asarray(x[start : start + batch_size], dtype=np.float32), training=False)
-        if isinstance(out, list | tuple):
-            out = out[0]
-        chunks.append(np.asarray(keras.ops.convert_to_numpy(out)))
-        if progress is not None:
-            progress(min(start + batch_size, n) / n)
-    if not chunks:
-        return np.zeros((0,), dtype=np.float32)
-    return np.concatenate(chunks, axis=0)
-
-
 def predict_probabilities(
     model: Any,
     images: np.ndarray,
@@ -131,7 +114,7 @@ def predict_probabilities(
     it they are turned into (N, k) per-class probabilities.
     """
     x = _check_images(model, images)
-    raw = _run_batches(model, x, batch_size, progress)
+    raw = batched_outputs(model, x, batch_size, progress)
     if x.shape[0] == 0:
         width = model.outputs[0].shape[-1] or 1
         raw = np.zeros((0, width), dtype=np.float32)
@@ -195,7 +178,7 @@ def _embeddings(
 
     name, tensor = _embedding_tensor(model)
     sub_model = keras.Model(_model_input(model), tensor)
-    values = _run_batches(sub_model, x, batch_size, progress)
+    values = batched_outputs(sub_model, x, batch_size, progress)
     return name, values.reshape(x.shape[0], -1).astype(np.float64)
 
 
@@ -293,7 +276,7 @@ def evaluate(
             return None
         return lambda f: progress((offset + f * weight) / total)
 
-    raw = _run_batches(model, x, batch_size, scaled(0, n))
+    raw = batched_outputs(model, x, batch_size, scaled(0, n))
     probabilities = to_probabilities(raw, output_kind)
     if probabilities.shape != (n, k):
         raise UserError(
@@ -375,11 +358,8 @@ def save(result: EvaluationResult, directory: Path) -> Path:
     token = secrets.token_hex(8)
     with atomic_path(folder / ARRAYS_FILE, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                token=np.array(token),
-                **{name: np.asarray(getattr(result, name)) for name in ARRAY_FIELDS},
-            )
+            arrays: dict[str, Any] = {name: np.asarray(getattr(result, name)) for name in ARRAY_FIELDS}
+            np.savez(fh, token=np.array(token), **arrays)
     table = result.per_class
     metrics = {
         "token": token,

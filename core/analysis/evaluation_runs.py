@@ -42,9 +42,9 @@ def validation_split(run: runs.Run) -> datasets.SplitData:
     """The run's own validation images, exactly as training drew them (its seed, val_split and limit)."""
     h, w, c = run.input_shape
     cfg = run.config
-    data = datasets.load_splits(cfg["dataset"], (h, w), c, val_split=cfg.get("val_split", datasets.DEFAULT_VAL_SPLIT),
-                                seed=cfg.get("seed", datasets.DEFAULT_SEED), splits=("val",),
-                                limit=cfg.get("limit"))["val"]  # fmt: skip
+    data = datasets.load_splits(cfg.dataset, (h, w), c, val_split=cfg.val_split,
+                                seed=cfg.seed, splits=("val",),
+                                limit=cfg.limit)["val"]  # fmt: skip
     if not len(data):
         raise UserError(f"run {run.run_id} was trained without validation images")
     return data
@@ -57,14 +57,14 @@ def _held_out(run: runs.Run, split: str | None, limit: int | None) -> tuple[str,
     if split != "val":
         h, w, c = run.input_shape
         cfg = run.config
-        test = datasets.load_splits(cfg["dataset"], (h, w), c, val_split=cfg.get("val_split", 0.2),
-                                    seed=cfg.get("seed", datasets.DEFAULT_SEED), splits=("test",),
+        test = datasets.load_splits(cfg.dataset, (h, w), c, val_split=cfg.val_split,
+                                    seed=cfg.seed, splits=("test",),
                                     limit=limit or None)["test"]  # fmt: skip
         if len(test):
             return "test", test
         if split == "test":
             raise UserError(
-                f"dataset {cfg['dataset']} has no test split; use the validation split (--split val)"
+                f"dataset {cfg.dataset} has no test split; use the validation split (--split val)"
             )
     data = validation_split(run)
     if limit and limit < len(data):  # the first `limit` of the run's own split, not a new draw

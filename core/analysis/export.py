@@ -25,19 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from core import atomic
+from core import atomic, options
+from core.analysis.prediction import batched_outputs
 from core.analysis.probabilities import to_probabilities
-from core.errors import UserError
-from core.models.loading import infer_output_kind
+from core.errors import UserError, first_line
+from core.models.loading import infer_output_kind, load_model
 
-FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant", "bundle")
-FORMAT_LABELS = {
-    "keras": ".keras model",
-    "savedmodel": "TensorFlow SavedModel (folder, zipped for download)",
-    "tflite": "TFLite float32",
-    "tflite-quant": "TFLite dynamic-range quantised",
-    "bundle": "Bundle zip: all formats + config + README + checks",
-}
+FORMATS = options.EXPORT_FORMATS
+FORMAT_LABELS = options.EXPORT_FORMAT_LABELS
 _SUFFIX = {"keras": ".keras", "savedmodel": "_savedmodel", "tflite": ".tflite", "tflite-quant": "_quant.tflite",
            "bundle": "_bundle.zip"}  # fmt: skip
 
@@ -50,7 +45,7 @@ def default_name(run_id: str, fmt: str) -> str:
     return f"{run_id}{_SUFFIX.get(fmt, '')}"
 
 
-BUNDLE_FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant")
+BUNDLE_FORMATS = options.BUNDLE_FORMATS
 PREPROCESSING_NOTE = "float32 raw pixels 0..255; scaling is inside the model"
 SERVE_ENDPOINT = "serve"
 _BUNDLE_MEMBERS = {
@@ -100,16 +95,9 @@ def _model_file(run_dir: Path) -> Path:
 
 
 def _load_model(run_dir: Path):
-    import keras
-
+    """The one safe loader (caps, safe_mode); its errors name the run's model."""
     path = _model_file(run_dir)
-    try:
-        return keras.models.load_model(path, compile=False)
-    except (
-        Exception
-    ) as exc:  # corrupt zip, unknown layer, version skew: all fixable only by retraining/upgrading
-        label = _run_label(run_dir, _read_config(run_dir))
-        raise UserError(f"could not load the model of run {label}: {_one_line(exc)}") from None
+    return load_model(path, f"the model of run {_run_label(run_dir, _read_config(run_dir))}")
 
 
 def _input_shape(model, config: dict[str, Any]) -> tuple[int, int, int]:
@@ -128,16 +116,12 @@ def _output_kind(model, config: dict[str, Any]) -> str:
 
 
 def _one_line(exc: BaseException, limit: int = 240) -> str:
-    """The first meaningful line of an exception; converter errors are pages of MLIR otherwise."""
+    """The first meaningful line of an exception; the converter's missing-ops report is pages of MLIR."""
     text = str(exc)
     if "TF Select ops:" in text:
-        ops = text.split("TF Select ops:", 1)[1].strip().splitlines()[0].strip()
+        ops = first_line(text.split("TF Select ops:", 1)[1], limit)
         return f"the model uses operations TFLite does not support ({ops})"
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return line if len(line) <= limit else line[: limit - 1] + "…"
-    return type(exc).__name__
+    return first_line(exc, limit)
 
 
 @contextlib.contextmanager
@@ -404,20 +388,13 @@ def _as_batch(images: np.ndarray, input_shape: tuple[int, int, int]) -> np.ndarr
     return x
 
 
-def _keras_outputs(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    parts = [np.asarray(model(x[i : i + batch], training=False)) for i in range(0, len(x), batch)]
-    return np.concatenate(parts, axis=0)
-
-
 def check_tflite(tflite_path: Path, model, images: np.ndarray, output_kind: str | None = None) -> TfliteCheck:
     """Run the TFLite file one image at a time and compare its probabilities with Keras' on the same pixels.
 
     `model` is a Keras model or a path to a .keras file; `output_kind` defaults to a guess from the model's head.
     """
-    import keras
-
     if isinstance(model, str | os.PathLike):
-        model = keras.models.load_model(model, compile=False)
+        model = load_model(Path(model))
     kind = output_kind or infer_output_kind(model)
     shape = _input_shape(model, {})
     x = _as_batch(images, shape)
@@ -440,7 +417,7 @@ def check_tflite(tflite_path: Path, model, images: np.ndarray, output_kind: str 
         interpreter.invoke()
         lite.append(np.array(interpreter.get_tensor(out_index)).reshape(-1))
     p_lite = to_probabilities(np.stack(lite), kind)
-    p_keras = to_probabilities(_keras_outputs(model, x), kind)
+    p_keras = to_probabilities(batched_outputs(model, x), kind)
     return TfliteCheck(
         max_abs_diff=float(np.max(np.abs(p_lite - p_keras))),
         top1_agreement=float(np.mean(p_lite.argmax(axis=1) == p_keras.argmax(axis=1))),

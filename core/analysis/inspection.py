@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from core.analysis.probabilities import OUTPUT_KINDS
+from core.data import images
 from core.errors import UserError
 
 __all__ = [
@@ -349,7 +350,7 @@ def kernel_grid(
     else:
         gray = _map_tiles(kernels.mean(axis=2), None)  # (out, kh, kw), each min-max normalised
         tiles = np.repeat(gray[..., None], 3, axis=-1)
-    tiles = tiles.repeat(upscale, axis=1).repeat(upscale, axis=2)
+    tiles = images.upscale(tiles, upscale, axis=1)
     return _grid(tiles, cols, pad, SEPARATOR_RGB)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,10 +38,33 @@ class Prediction:
         return {"file": self.name, "probabilities": self.probabilities}
 
 
+def batched_outputs(
+    model: Any, x: np.ndarray, batch_size: int = 256, progress: Callable[[float], None] | None = None
+) -> np.ndarray:
+    """The model's first output for every image, in batches so a large split never has to fit at once.
+
+    `model(x, training=False)` rather than `predict`: 2.5x faster for one image, and the same numbers.
+    """
+    import keras
+
+    n = x.shape[0]
+    batch_size = max(1, int(batch_size))
+    chunks: list[np.ndarray] = []
+    for start in range(0, n, batch_size):
+        out = model(np.asarray(x[start : start + batch_size], dtype=np.float32), training=False)
+        if isinstance(out, list | tuple):
+            out = out[0]
+        chunks.append(np.asarray(keras.ops.convert_to_numpy(out)))
+        if progress is not None:
+            progress(min(start + batch_size, n) / n)
+    if not chunks:
+        return np.zeros((0,), dtype=np.float32)
+    return np.concatenate(chunks, axis=0)
+
+
 def probabilities(lm: LoadedModel, x: np.ndarray) -> np.ndarray:
-    """(N, k) probabilities for a float32 batch of raw pixels; `model(x, training=False)` is faster than predict."""
-    out = lm.model(np.asarray(x, dtype=np.float32), training=False)
-    return to_probabilities(np.asarray(out), lm.output_kind)
+    """(N, k) probabilities for a float32 batch of raw pixels."""
+    return to_probabilities(batched_outputs(lm.model, x), lm.output_kind)
 
 
 def prepare_for(lm: LoadedModel, source: bytes | Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:

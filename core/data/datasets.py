@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core import options
 from core.data import decode_cache, keras_datasets, trash
 from core.data.images import ALLOWED_EXTENSIONS, load_image, to_mode, to_uint8_input
 from core.errors import UserError
@@ -32,8 +33,8 @@ SPLIT_ALIASES = {
 }
 SPLITS = ("train", "val", "test")
 SPLIT_FOLDERS = {"train": "train", "val": "validation", "test": "test"}  # the folder a split is written to
-DEFAULT_VAL_SPLIT = 0.2
-DEFAULT_SEED = 213  # the Jedi/Sith notebooks' split seed
+DEFAULT_VAL_SPLIT = options.DEFAULT_VAL_SPLIT
+DEFAULT_SEED = options.DEFAULT_SEED
 PROGRESS_EVERY_S = 0.5  # how often a long decode reports its progress
 
 
@@ -58,7 +59,7 @@ class DatasetInfo:
         return sum(sum(c.values()) for c in self.counts.values())
 
     def class_totals(self) -> dict[str, int]:
-        out = Counter()
+        out: Counter[str] = Counter()
         for per_class in self.counts.values():
             out.update(per_class)
         return {c: out.get(c, 0) for c in self.class_names}
@@ -442,7 +443,7 @@ def load_splits(
         wanted = sum(len(v) for v in picked.values())
         entry = _cached_folder(info, wanted, image_size, channels, progress) if wanted else None
         for s, items in picked.items():
-            if entry is not None:
+            if entry is not None and info.path is not None:
                 out[s] = _from_cache(entry, info.path, items)
             else:
                 out[s] = decode_files(items, image_size, channels, progress)
@@ -541,8 +542,8 @@ def samples(info: DatasetInfo, per_class: int, seed: int) -> dict[str, list[tupl
     x, y = keras_datasets.load_arrays(info.name)["train"]
     for label, c in enumerate(info.class_names):
         idx = np.flatnonzero(y == label)
-        picks = rng.sample(list(idx), min(per_class, len(idx)))
-        out[c] = [(f"#{i}", x[i][..., 0] if x.shape[-1] == 1 else x[i]) for i in picks]
+        chosen = rng.sample([int(i) for i in idx], min(per_class, len(idx)))
+        out[c] = [(f"#{i}", x[i][..., 0] if x.shape[-1] == 1 else x[i]) for i in chosen]
     return out
 
 

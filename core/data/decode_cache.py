@@ -146,7 +146,7 @@ def store(key: str, rel_paths: list[str], x: np.ndarray, ok: np.ndarray) -> bool
 def _entries() -> list[tuple[float, int, Path, Path]]:
     """(last_used, bytes, npy, json) of every entry, plus orphans (old npy without a json) as least recent."""
     d = cache_dir()
-    out = []
+    out: list[tuple[float, int, Path, Path]] = []
     try:
         npys = sorted(p for p in d.glob("*.npy") if not p.name.startswith("."))
     except OSError:

@@ -321,3 +321,15 @@ def prepare(
     img = to_mode(load_image(source, name=name), channels)
     shown = _resize(img, image_size)
     return to_model_input(shown, image_size, channels), shown
+
+
+def upscale(a: np.ndarray, factor: int, axis: int = 0) -> np.ndarray:
+    """Nearest-neighbour enlargement by a whole factor of axes `axis` and `axis + 1` (height, width): a 28×28
+    input or a 7×7 feature map stays crisp on screen instead of being blurred by the browser."""
+    f = max(1, int(factor))
+    return a if f == 1 else a.repeat(f, axis=axis).repeat(f, axis=axis + 1)
+
+
+def upscale_to(a: np.ndarray, side: int) -> np.ndarray:
+    """`upscale` by the largest whole factor that keeps the longer side within about `side` pixels."""
+    return upscale(a, side // max(1, max(a.shape[:2])))

@@ -8,6 +8,7 @@ would read from the original file.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -242,7 +243,9 @@ def _folder_entries(root: Path, max_members: int, skips: _Skips) -> list[_Entry]
                 entries.append(_Entry(label + "/", parts, True))
                 walk(Path(child.path), parts)
             elif child.is_file(follow_symlinks=False):
-                entries.append(_Entry(label, parts, False, lambda p=Path(child.path): _read_regular_file(p)))
+                entries.append(
+                    _Entry(label, parts, False, functools.partial(_read_regular_file, Path(child.path)))
+                )
             else:
                 skips.add(label, "not a regular file")
 

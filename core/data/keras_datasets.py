@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import UserError
+from core.errors import UserError, first_line
 
 DEBIAN_FASHION = Path(os.environ.get("CONVNET_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 FASHION_FILES = {
@@ -205,7 +205,7 @@ def load_arrays(name: str, *, allow_download: bool = False) -> dict[str, tuple[n
     try:
         (xtr, ytr), (xte, yte) = loader[name].load_data()
     except Exception as exc:  # Keras wraps URL errors in a bare Exception; partial files, bad hashes, ...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc, 200)
         if "URL fetch failure" in first or isinstance(exc, OSError):
             raise UserError(offline_message(name, first)) from None
         raise UserError(f"could not load {SOURCES[name].title} ({first}); {_place_hint(name)}") from None

@@ -15,12 +15,15 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.data import datasets
 from core.errors import UserError
+
+if TYPE_CHECKING:
+    from core.training.run_config import RunConfig
 
 STREAM_ENV = "CONVNET_STREAM_ABOVE_BYTES"
 DEFAULT_STREAM_ABOVE = 2 * 1024**3
@@ -85,26 +88,26 @@ def _stream_split(items: list[tuple[Path, int]], image_size, channels: int, cach
                        (int(image_size[0]), int(image_size[1])), int(channels), Path(cache_file))  # fmt: skip
 
 
-def training_splits(cfg: dict[str, Any], cache_dir: Path,
+def training_splits(cfg: RunConfig, cache_dir: Path,
                     progress: Callable[[float], None] | None = None) -> tuple[Any, Any, bool]:  # fmt: skip
     """(train, val, streamed): StreamSplits over files when the decoded images would exceed the limit,
     else the decoded arrays `datasets.load_splits` returns. Both work with `len()`, `.y` and `make_dataset`.
     `progress(fraction)` follows the decoding of images into RAM (nothing to report when streamed or cached)."""
-    h, w, c = cfg["input_shape"]
-    info = datasets.get_dataset(cfg["dataset"])
+    h, w, c = cfg.input_shape
+    info = datasets.get_dataset(cfg.dataset)
     if info.kind == "folder":
-        items = split_items(info, cfg["val_split"], cfg["seed"], ("train", "val"), cfg.get("limit"))
+        items = split_items(info, cfg.val_split, cfg.seed, ("train", "val"), cfg.limit)
         total = len(items["train"]) + len(items["val"])
         if decoded_bytes(total, (h, w), c) > stream_limit():
             cache_dir = Path(cache_dir)
             cache_dir.mkdir(parents=True, exist_ok=True)
             for stale in cache_dir.glob("*.lockfile"):  # left by a killed job; one trainer per run directory
                 stale.unlink(missing_ok=True)
-            train = _stream_split(items["train"], (h, w), c, cache_dir / "train", mix_seed=cfg["seed"])
+            train = _stream_split(items["train"], (h, w), c, cache_dir / "train", mix_seed=cfg.seed)
             val = _stream_split(items["val"], (h, w), c, cache_dir / "val", mix_seed=None)
             return train, val, True
-    data = datasets.load_splits(cfg["dataset"], (h, w), c, val_split=cfg["val_split"], seed=cfg["seed"],
-                                splits=("train", "val"), limit=cfg.get("limit"), progress=progress)  # fmt: skip
+    data = datasets.load_splits(cfg.dataset, (h, w), c, val_split=cfg.val_split, seed=cfg.seed,
+                                splits=("train", "val"), limit=cfg.limit, progress=progress)  # fmt: skip
     return data["train"], data["val"], False
 
 

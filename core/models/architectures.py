@@ -12,13 +12,18 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.errors import UserError
+from core.errors import UserError, first_line
 from core.lazy import LazyModule
 
-# imported on first use: the catalog of presets (names, sources, sizes) and argument checks need no TensorFlow
-keras = LazyModule("keras")
-layers = LazyModule("keras.layers")
+if TYPE_CHECKING:
+    import keras
+    from keras import layers
+else:
+    # imported on first use: the catalog of presets (names, sources, sizes) and argument checks need no TensorFlow
+    keras = LazyModule("keras")
+    layers = LazyModule("keras.layers")
 
 Shape = tuple[int, int, int]
 
@@ -211,7 +216,7 @@ def load_base(kind: str, input_shape: Shape, weights: str | None) -> keras.Model
     except UserError:
         raise
     except Exception as exc:  # Keras wraps URL errors in a bare Exception ("URL fetch failure on ...")
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc, 200)
         if weights == "imagenet":
             raise UserError(offline_weights_message(kind, input_shape, first)) from None
         raise UserError(f"could not load {kind} weights from {weights}: {first}") from None
@@ -450,7 +455,7 @@ def build_model(
     try:
         return p.build(tuple(input_shape), num_classes, **kwargs)
     except ValueError as exc:  # e.g. feature maps shrink below the kernel size
-        raise UserError(f"{preset} does not fit {h}x{w}x{c} images: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{preset} does not fit {h}x{w}x{c} images: {first_line(exc)}") from None
 
 
 TRANSFER_MIN_SIDE = {"mobilenet_v2": 32, "xception": 71}  # what keras.applications documents and enforces

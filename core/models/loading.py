@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core import atomic
-from core.errors import UserError
+from core.errors import UserError, first_line
 from core.validation import human_bytes as human
 from core.validation import regular_file
 
@@ -174,11 +174,12 @@ class ConfigWalk:
 
     # -- models
     def model(self, cfg: dict) -> list[Shape | None]:
-        inner = cfg.get("config") if isinstance(cfg.get("config"), dict) else {}
+        inner: dict = cfg["config"] if isinstance(cfg.get("config"), dict) else {}
         layers = inner.get("layers")
         if not isinstance(layers, (list, tuple)):
             self.unknown.add(str(cfg.get("class_name")))
             return [None]
+        layers = list(layers)
         if cfg.get("class_name") == "Sequential":
             return [self._sequential(inner, layers)]
         return self._functional(inner, layers)
@@ -240,7 +241,7 @@ class ConfigWalk:
         cls = str(layer.get("class_name"))
         if cls in ("Functional", "Sequential", "Model"):
             return self.model(layer)[0]
-        cfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        cfg: dict = layer["config"] if isinstance(layer.get("config"), dict) else {}
         declared = _shape((layer.get("build_config") or {}).get("input_shape"))
         shape = ins[0] if ins else None
         out, params = self._rule(cls, cfg, shape, ins)
@@ -300,12 +301,14 @@ class ConfigWalk:
         if cls in ("MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
                    "AveragePooling3D", "MaxPool2D", "AvgPool2D"):  # fmt: skip
             rank = 1 if "1D" in cls else 3 if "3D" in cls else 2
-            p = _ints(cfg.get("pool_size", 2), rank)
-            s = _ints(cfg.get("strides"), rank) if cfg.get("strides") is not None else p
-            if p is None or s is None or shape is None or len(shape) != rank + 1:
+            pool = _ints(cfg.get("pool_size", 2), rank)
+            step = _ints(cfg.get("strides"), rank) if cfg.get("strides") is not None else pool
+            if pool is None or step is None or shape is None or len(shape) != rank + 1:
                 return None, 0
             pad = str(cfg.get("padding", "valid")).lower()
-            spatial = tuple(_conv_out(n, pi, si, 1, pad) for n, pi, si in zip(shape[:-1], p, s, strict=True))
+            spatial = tuple(
+                _conv_out(n, pi, si, 1, pad) for n, pi, si in zip(shape[:-1], pool, step, strict=True)
+            )
             if any(n is not None and n <= 0 for n in spatial):
                 return None, 0
             return (*spatial, last), 0
@@ -339,9 +342,9 @@ class ConfigWalk:
         if cls in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"):
             return shape, 0
         if cls == "Concatenate":
-            if any(s is None for s in ins) or _as_int(cfg.get("axis", -1)) not in (-1, len(shape or ())):
+            if any(i is None for i in ins) or _as_int(cfg.get("axis", -1)) not in (-1, len(shape or ())):
                 return None, 0
-            total = sum((s[-1] or 0) for s in ins)  # type: ignore[index]
+            total = sum(int(i[-1] or 0) for i in ins if i is not None)
             return (*shape[:-1], total), 0  # type: ignore[index]
         if cls in _SHAPE_KEEPING:
             return shape, 0
@@ -565,7 +568,7 @@ def load_model(path: Path, name: str | None = None):
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc, 200)
         first = first.replace(str(path), name)
         if "Lambda" in first or "safe_mode" in first:
             raise UserError(
@@ -631,4 +634,4 @@ def load_run_model(run) -> LoadedModel:
     if not run.has_model:
         raise UserError(f"run {run.run_id} has no saved model yet")
     model = load_model(run.model_path)
-    return describe(model, run.config, run.run_id)
+    return describe(model, run.config.to_dict(), run.run_id)

@@ -147,6 +147,8 @@ class Snapshot:
 
 def _better(new: Snapshot, best: Snapshot) -> bool:
     """Higher validation accuracy wins; at equal accuracy (small validation sets tie often) the lower loss."""
+    if new.val_accuracy is None:
+        return False
     if best.val_accuracy is None or new.val_accuracy > best.val_accuracy:
         return True
     if new.val_accuracy < best.val_accuracy:

@@ -21,11 +21,15 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.errors import UserError
+from core import options
+from core.errors import UserError, first_line
 
-STRATEGIES = ("default", "mirrored", "multiworker")
+if TYPE_CHECKING:
+    from core.training.run_config import RunConfig
+
+STRATEGIES = options.STRATEGIES
 LOGICAL_CPUS_ENV = "CONVNET_LOGICAL_CPUS"  # split the CPU into this many devices (MirroredStrategy on a CPU)
 CLUSTER_WAIT_ENV = "CONVNET_CLUSTER_WAIT_S"  # how long a worker waits for the others to start (0 = forever)
 DEFAULT_CLUSTER_WAIT_S = 900
@@ -155,8 +159,7 @@ def get_strategy(name: str):
                 f"the other workers did not all start within {cluster_wait_s()} s ({CLUSTER_WAIT_ENV}); "
                 "start every worker with the same TF_CONFIG cluster"
             ) from None
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise UserError(f"could not start the multi-worker strategy: {first}") from None
+        raise UserError(f"could not start the multi-worker strategy: {first_line(exc)}") from None
 
 
 @contextlib.contextmanager
@@ -257,12 +260,12 @@ def any_worker(strategy, flag: bool) -> bool:
     return _Agreement(strategy).sum([1.0 if flag else 0.0])[0] > 0
 
 
-def check_same_run(strategy, config: dict[str, Any], counts: tuple[int, ...]) -> None:
+def check_same_run(strategy, config: RunConfig, counts: tuple[int, ...]) -> None:
     """Workers that disagree on the model or the data would hang or fail deep in a collective; say it plainly."""
     agreement = _Agreement(strategy)
     if not agreement.multi:
         return
-    same = {k: v for k, v in config.items() if k not in ("run_id", "dataset_title", "preset_title")}
+    same = {k: v for k, v in config.to_dict().items() if k not in ("run_id", "dataset_title", "preset_title")}
     text = json.dumps(same, sort_keys=True, default=str) + repr(counts)
     x = float(zlib.crc32(text.encode()) % (1 << 20))
     n = int(strategy.num_replicas_in_sync)  # every replica adds its worker's x

@@ -20,7 +20,7 @@ class ProgressView:
 
 
 def summarize(run: runs.Run, epochs: list[dict], last_batch: dict | None) -> ProgressView:
-    total = int(run.config.get("epochs") or 1)
+    total = int(run.config.epochs or 1)
     done = len(epochs)
     if run.state not in runs.ACTIVE_STATES:
         return ProgressView(1.0 if run.state == "completed" else done / total, None, run.state)
@@ -91,7 +91,7 @@ def runs_table(all_runs: list[runs.Run]) -> list[dict]:
             "run": warning_marker(r) + r.short_label(),
             "status": r.state + (f": {r.status['error']}" if r.status.get("error") else ""),
             "warnings": "; ".join(r.warnings),
-            "epochs": f"{r.status.get('epochs_done', 0)}/{r.config.get('epochs')}",
+            "epochs": f"{r.status.get('epochs_done', 0)}/{r.config.epochs}",
             "best val acc": round(acc, 4) if isinstance(acc, int | float) else None,
             "duration s": round(d) if (d := runs.duration(r.status)) else None,
             "note": r.note,

@@ -36,7 +36,7 @@ class Notice:
 
 def dataset_notice(run: runs.Run, active_dataset: str | None, page: str) -> Notice | None:
     """A warning when the sidebar's dataset is not the one the run was trained on; None when they agree."""
-    trained_on = run.config.get("dataset")
+    trained_on = run.config.dataset
     if not trained_on or not active_dataset or trained_on == active_dataset:
         return None
     uses = USES.get(page, "the page uses {run}").format(run=trained_on)
@@ -51,7 +51,7 @@ def training_notice(run: runs.Run, page: str) -> Notice | None:
     if run.state not in runs.ACTIVE_STATES:
         return None
     done = run.status.get("epochs_done")
-    total = run.config.get("epochs")
+    total = run.config.epochs
     use = CHECKPOINT_USE.get(page, "this page uses")
     if isinstance(done, int) and done > 0:
         of = f" of {total}" if isinstance(total, int) else ""

@@ -16,6 +16,7 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from core import atomic
 from core.data import trash
 from core.errors import UserError
 from core.paths import runs_dir
+from core.training.run_config import RunConfig
 
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("completed", "stopped", "failed")
@@ -38,9 +40,12 @@ MAX_NOTE = 2000
 class Run:
     run_id: str
     path: Path
-    config: dict[str, Any]
+    config: RunConfig
     status: dict[str, Any]
     _label: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.config = RunConfig.from_dict(self.config)  # a plain dict (tests, old callers) becomes typed
 
     @property
     def state(self) -> str:
@@ -56,15 +61,15 @@ class Run:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.config.get("class_names", []))
+        return list(self.config.class_names)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.config["input_shape"])  # type: ignore[return-value]
+        return self.config.input_shape
 
     @property
     def output_kind(self) -> str:
-        return self.config.get("output_kind", "softmax")
+        return self.config.output_kind
 
     def _labels(self) -> dict[str, Any]:
         if self._label is None:
@@ -92,8 +97,8 @@ class Run:
     def short_label(self) -> str:
         """name · preset · dataset · val acc · state, short enough for a sidebar."""
         acc = self.status.get("best_val_accuracy")
-        parts = [self.name or default_name(self.run_id), str(self.config.get("preset", "?")),
-                 str(self.config.get("dataset", "?"))]  # fmt: skip
+        parts = [self.name or default_name(self.run_id), str(self.config.preset),
+                 str(self.config.dataset)]  # fmt: skip
         if isinstance(acc, int | float):
             parts.append(f"val {acc:.1%}")
         parts.append(self.state)
@@ -127,16 +132,18 @@ def run_path(run_id: str) -> Path:
     return runs_dir() / run_id
 
 
-def create_run(config: dict[str, Any]) -> Run:
+def create_run(config: RunConfig | Mapping[str, Any]) -> Run:
     """Write config.json and a queued status; the job fills in the rest."""
-    run_id = config.get("run_id") or new_run_id(config.get("preset", "run"), config.get("dataset", "data"))
-    config = {**config, "run_id": run_id}
-    path = run_path(run_id)
+    config = RunConfig.from_dict(config)
+    config = config.replace(
+        run_id=config.run_id or new_run_id(config.preset or "run", config.dataset or "data")
+    )
+    path = run_path(config.run_id)
     path.mkdir(parents=True, exist_ok=False)
-    atomic.write_json(path / "config.json", config)
+    atomic.write_json(path / "config.json", config.to_dict())
     status = {"state": "queued", "created": time.time()}
     atomic.write_json(path / "status.json", status)
-    return Run(run_id, path, config, status)
+    return Run(config.run_id, path, config, status)
 
 
 def update_status(path: Path, **fields: Any) -> dict[str, Any]:
@@ -151,8 +158,10 @@ def update_status(path: Path, **fields: Any) -> dict[str, Any]:
 
 
 def load_run(path: Path) -> Run | None:
-    config = atomic.read_json(path / "config.json")
-    if not isinstance(config, dict):
+    raw = atomic.read_json(path / "config.json")
+    try:
+        config = RunConfig.from_dict(raw)
+    except (ValueError, TypeError):
         return None
     status = atomic.read_json(path / "status.json", {}) or {}
     return Run(path.name, path, config, status)

@@ -9,21 +9,22 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from core import atomic, validation
+from core import atomic, options, validation
 from core.data import datasets
-from core.errors import UserError
+from core.errors import UserError, first_line
 from core.models import architectures
 from core.training import runs
+from core.training.run_config import RunConfig
 from core.training.runs import process_start_time  # noqa: F401  (kept here too: tests and pages import it from training)
 
 LOCK_FILE = "train.lock"
 
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
-CLASS_WEIGHT_METHODS = ("none", "balanced", "notebook")
+OPTIMIZERS = options.OPTIMIZERS
+CLASS_WEIGHT_METHODS = options.CLASS_WEIGHT_METHODS
 
 
 @dataclass
@@ -31,7 +32,7 @@ class TrainRequest:
     """What a person asks for; `None` means "the preset's (or the dataset's) default"."""
 
     dataset: str
-    preset: str = "fast"
+    preset: str = options.DEFAULT_PRESET
     epochs: int | None = None
     batch_size: int | None = None
     optimizer: str | None = None
@@ -48,7 +49,6 @@ class TrainRequest:
     builder: dict[str, Any] | None = None
     limit: int | None = None  # cap on images per split (quick experiments, tests)
     strategy: str = "default"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _image_size(req: TrainRequest, preset, dataset_hw: tuple[int, int]) -> tuple[int, int]:
@@ -78,7 +78,7 @@ def _builder_spec(builder: dict[str, Any] | None) -> architectures.BuilderSpec |
     return spec
 
 
-def resolve(req: TrainRequest) -> dict[str, Any]:
+def resolve(req: TrainRequest) -> RunConfig:
     """Fill every default so config.json says exactly what was trained; raises UserError for bad combinations.
 
     Every number is checked here, before a run exists, so the CLI and the Train page refuse the same inputs with
@@ -124,12 +124,12 @@ def resolve(req: TrainRequest) -> dict[str, Any]:
     optimizer = (req.optimizer if req.optimizer is not None else preset.optimizer).lower()
     cw = req.class_weights if req.class_weights is not None else preset.class_weights
     checks = [
-        (channels in (1, 3), "channels must be 1 or 3"),
+        (channels in options.CHANNELS, "channels must be 1 or 3"),
         (optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (cw in CLASS_WEIGHT_METHODS, f"class weights must be one of {', '.join(CLASS_WEIGHT_METHODS)}"),
         (
-            req.strategy in ("default", "mirrored", "multiworker"),
-            "strategy must be default, mirrored or multiworker",
+            req.strategy in options.STRATEGIES,
+            f"strategy must be one of {', '.join(options.STRATEGIES)}",
         ),
     ]
     for ok, msg in checks:
@@ -137,39 +137,37 @@ def resolve(req: TrainRequest) -> dict[str, Any]:
             raise UserError(msg)
     num_classes = len(info.class_names)
     kind = architectures.output_kind(req.preset, num_classes)
-    return {
-        "dataset": req.dataset,
-        "dataset_title": info.title,
-        "preset": req.preset,
-        "preset_title": preset.title,
-        "class_names": info.class_names,
-        "input_shape": [int(h), int(w), int(channels)],
-        "output_kind": kind,
-        "label_mode": preset.label_mode,
-        "preprocessing": "float32 raw pixels 0..255, resized (bilinear) to input_shape; scaling is inside the model",
-        "epochs": int(epochs),
-        "batch_size": int(batch_size),
-        "optimizer": optimizer,
-        "learning_rate": float(lr),
-        "seed": seed,
-        "val_split": val_split,
-        "class_weights": cw,
-        "early_stopping": early_stopping,
-        "restore_best": bool(req.restore_best),
-        "target_accuracy": req.target_accuracy,
-        "weights": weights if preset.transfer else None,
-        "builder": req.builder,
-        "limit": limit,
-        "strategy": req.strategy,
-        **req.extra,
-    }
+    return RunConfig(
+        dataset=req.dataset,
+        dataset_title=info.title,
+        preset=req.preset,
+        preset_title=preset.title,
+        class_names=list(info.class_names),
+        input_shape=(int(h), int(w), int(channels)),
+        output_kind=kind,
+        label_mode=preset.label_mode,
+        epochs=int(epochs),
+        batch_size=int(batch_size),
+        optimizer=optimizer,
+        learning_rate=float(lr),
+        seed=seed,
+        val_split=val_split,
+        class_weights=cw,
+        early_stopping=early_stopping,
+        restore_best=bool(req.restore_best),
+        target_accuracy=req.target_accuracy,
+        weights=weights if preset.transfer else None,
+        builder=req.builder,
+        limit=limit,
+        strategy=req.strategy,
+    )
 
 
-def build_for_config(config: dict[str, Any]):
-    builder = architectures.BuilderSpec(**config["builder"]) if config.get("builder") else None
+def build_for_config(config: RunConfig):
+    builder = architectures.BuilderSpec(**config.builder) if config.builder else None
     return architectures.build_model(
-        config["preset"], tuple(config["input_shape"]), len(config["class_names"]),
-        weights=config.get("weights"), builder=builder,
+        config.preset, config.input_shape, config.num_classes,
+        weights=config.weights, builder=builder,
     )  # fmt: skip
 
 
@@ -278,7 +276,7 @@ def train_run(run_dir, echo: Callable[[str], None] | None = None) -> dict[str, A
     run = runs.load_run(run_dir)
     if run is None:
         raise UserError(f"{run_dir} has no config.json")
-    strategy_name = run.config.get("strategy", "default")
+    strategy_name = run.config.strategy
     # a missing or bad TF_CONFIG is a UserError here, before anything is written
     is_chief = distribute.is_chief(strategy_name)
     lock = _lock_run(run) if is_chief else None
@@ -316,7 +314,7 @@ def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | Non
     from core.training.callbacks import ProgressWriter, StopRequest, TargetAccuracy, TrainingHealth
 
     cfg = run.config
-    strategy_name = cfg.get("strategy", "default")
+    strategy_name = cfg.strategy
     stop_cb = StopRequest(out)
     _install_signal_handlers(stop_cb)
     try:
@@ -332,47 +330,50 @@ def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | Non
             echo(f"run {run.run_id}: {distribute.task_label()}, waiting for the other workers ...")
         # before anything runs on TensorFlow: the CPU split and the multi-worker collectives are start-up settings
         strategy = distribute.get_strategy(strategy_name)
-        keras.utils.set_random_seed(cfg["seed"])
-        h, w, c = cfg["input_shape"]
+        keras.utils.set_random_seed(cfg.seed)
+        h, w, c = cfg.input_shape
         if echo:
-            echo(f"loading {cfg['dataset']} at {h}x{w}x{c} ...")
+            echo(f"loading {cfg.dataset} at {h}x{w}x{c} ...")
         train, val, streamed = streaming.training_splits(
             cfg, out / "cache", _preparing(out) if is_chief else None
         )
         if not len(train):
-            raise UserError(f"dataset {cfg['dataset']} has no readable training images")
-        distribute.check_batch_size(cfg["batch_size"], strategy)
+            raise UserError(f"dataset {cfg.dataset} has no readable training images")
+        distribute.check_batch_size(cfg.batch_size, strategy)
         distribute.check_same_run(strategy, cfg, (len(train), len(val)))
-        k = len(cfg["class_names"])
+        k = len(cfg.class_names)
         counts = [int((train.y == i).sum()) for i in range(k)]
         val_counts = [int((val.y == i).sum()) for i in range(k)]
-        cw = datasets.class_weights(counts, cfg["class_weights"])
+        cw = datasets.class_weights(counts, cfg.class_weights)
         with strategy.scope():
             model = build_for_config(cfg)
-            architectures.compile_model(model, cfg["output_kind"], cfg["label_mode"], cfg["optimizer"],
-                                        cfg["learning_rate"])  # fmt: skip
+            architectures.compile_model(model, cfg.output_kind, cfg.label_mode, cfg.optimizer,
+                                        cfg.learning_rate)  # fmt: skip
         rescaled = _has_rescaling(model)
-        to_ds = dict(num_classes=k, label_mode=cfg["label_mode"])
-        train_ds = streaming.make_dataset(train, cfg["batch_size"], shuffle=True, seed=cfg["seed"], **to_ds)
-        val_ds = streaming.make_dataset(val, cfg["batch_size"], shuffle=False, **to_ds) if len(val) else None
+        train_ds = streaming.make_dataset(train, cfg.batch_size, shuffle=True, seed=cfg.seed, num_classes=k,
+                                          label_mode=cfg.label_mode)  # fmt: skip
+        val_ds = (streaming.make_dataset(val, cfg.batch_size, shuffle=False, num_classes=k, label_mode=cfg.label_mode)
+                  if len(val) else None)  # fmt: skip
         if strategy_name == "multiworker":
             train_ds = distribute.shard_by_data(train_ds)
             val_ds = distribute.shard_by_data(val_ds) if val_ds is not None else None
         distribute.prepare_model(model, strategy, train_ds.element_spec)
         stopper = distribute.synced_stop(stop_cb, strategy) if strategy_name == "multiworker" else stop_cb
         health = TrainingHealth("val_accuracy" if val_ds is not None else None)
-        writer = ProgressWriter(out, echo=echo if is_chief else None, save_each_epoch=True, meta=cfg)
+        writer = ProgressWriter(
+            out, echo=echo if is_chief else None, save_each_epoch=True, meta=cfg.to_dict()
+        )
         callbacks: list = [health, stopper, writer]
         monitor = "val_loss" if val_ds is not None else "loss"
-        if cfg["early_stopping"]:
+        if cfg.early_stopping:
             # with validation, TrainingHealth keeps the best epoch by val_accuracy, early stopping or not
-            own_restore = cfg["restore_best"] and val_ds is None
-            callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg["early_stopping"],
+            own_restore = cfg.restore_best and val_ds is None
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.early_stopping,
                                                            restore_best_weights=own_restore))  # fmt: skip
         target_cb = None
-        if cfg.get("target_accuracy"):
+        if cfg.target_accuracy:
             target_cb = TargetAccuracy(
-                cfg["target_accuracy"], "val_accuracy" if val_ds is not None else "accuracy"
+                cfg.target_accuracy, "val_accuracy" if val_ds is not None else "accuracy"
             )
             callbacks.append(target_cb)
         runs.update_status(out, device=device, train_images=len(train), val_images=len(val),
@@ -382,26 +383,26 @@ def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | Non
             stop_cb.requested = True
         else:
             with distribute.cluster_errors(strategy_name):
-                model.fit(train_ds, validation_data=val_ds, epochs=cfg["epochs"], class_weight=cw,
+                model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, class_weight=cw,
                           shuffle=False, callbacks=callbacks, verbose=0)  # fmt: skip
         if writer.gone or not out.is_dir():
             return _gone(run)
         # the weights saved are the ones status.json describes: the best epoch's (restore best) or the last
         # good epoch's (the loss became NaN), else the final ones
-        snap = health.weights_to_save(bool(cfg["restore_best"]))
+        snap = health.weights_to_save(bool(cfg.restore_best))
         if snap is not None:
             model.set_weights(snap.weights)
             saved_epoch, saved_val = snap.epoch, snap.val_accuracy
         else:
             saved_epoch, saved_val = health.last_epoch, health.last_val_accuracy
         # every worker saves (TF's rule for multi-worker); a non-chief's copy is in its scratch dir
-        save_model(model, out / "model.keras", cfg, make_parents=False)
+        save_model(model, out / "model.keras", cfg.to_dict(), make_parents=False)
         epochs, _ = runs.read_progress(out)
         state = "stopped" if stop_cb.requested else "completed"
         note = None
         if target_cb and target_cb.reached_at:
-            note = f"reached target accuracy {cfg['target_accuracy']:.0%} at epoch {target_cb.reached_at}"
-        warnings = health_warnings(epochs, cfg["preset"], rescaled=rescaled, val_counts=val_counts,
+            note = f"reached target accuracy {cfg.target_accuracy:.0%} at epoch {target_cb.reached_at}"
+        warnings = health_warnings(epochs, cfg.preset, rescaled=rescaled, val_counts=val_counts,
                                    first_loss=health.first_loss, nonfinite_at=health.nonfinite_at,
                                    nonfinite_value=health.nonfinite_value, saved_epoch=saved_epoch)  # fmt: skip
         return runs.update_status(out, state=state, ended=time.time(), note=note, best_val_accuracy=saved_val,
@@ -415,8 +416,9 @@ def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | Non
         if not out.is_dir():
             return _gone(run)
         traceback.print_exc()
-        line = (str(exc).strip().splitlines() or [""])[0][:300]
-        return _final(run, out, state="failed", ended=time.time(), error=f"{type(exc).__name__}: {line}")
+        return _final(
+            run, out, state="failed", ended=time.time(), error=f"{type(exc).__name__}: {first_line(exc)}"
+        )
     finally:
         if not is_chief:
             shutil.rmtree(out, ignore_errors=True)
