@@ -29,7 +29,7 @@ def _shot(page, name: str) -> None:
 
 def _open_page(page, name: str) -> None:
     """Click a sidebar link until the page's title shows: on 2 busy cores a click that lands while the training
-X
+    page's fragment reruns was lost once here (the Train page stayed); a person would click again."""
     link = page.get_by_test_id("stSidebar").get_by_role("link", name=name)
     heading = page.get_by_role("heading", name=name, exact=True)
     for _ in range(3):
