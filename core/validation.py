@@ -34,6 +34,20 @@ def human_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
+def env_bytes(name: str, default: int) -> int:
+    """A byte count from an environment variable (`4e9` allowed); unset or empty gives `default`."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(float(raw))
+    except (ValueError, OverflowError):
+        raise UserError(f"{name} must be a number of bytes, not {raw!r}") from None
+    if value < 0:
+        raise UserError(f"{name} must not be negative")
+    return value
+
+
 def is_number(value: object) -> bool:
     """A real int or float, numpy's included (bool is not a number a person meant)."""
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))

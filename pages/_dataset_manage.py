@@ -55,20 +55,16 @@ def import_box() -> None:
 
 def _delete(name: str) -> None:
     """on_click of the confirm button, bound to the dataset it asked about."""
-    try:
-        entry = datasets.delete_dataset(name)
-    except UserError as exc:
-        st.session_state.datasets_error = str(exc)
+    entry = _shared.guarded(datasets.delete_dataset, name, "datasets_error")
+    if entry is None:
         return
     st.session_state.setdefault("deleted_datasets", []).append((entry, name))
     _shared.catalog.clear()
 
 
 def _undo(entry: str) -> None:
-    try:
-        name = datasets.restore_dataset(entry)
-    except UserError as exc:
-        st.session_state.datasets_error = str(exc)
+    name = _shared.guarded(datasets.restore_dataset, entry, "datasets_error")
+    if name is None:
         return
     kept = st.session_state.get("deleted_datasets", [])
     st.session_state.deleted_datasets = [d for d in kept if d[0] != entry]

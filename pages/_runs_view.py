@@ -72,20 +72,15 @@ def _clear_selection() -> None:
 
 def _delete(run_id: str, label: str) -> None:
     """on_click of the confirm button, bound to the id it asked about, never to a row index."""
-    try:
-        entry = runs.delete_run(run_id)
-    except UserError as exc:
-        st.session_state.runs_error = str(exc)
+    entry = _shared.guarded(runs.delete_run, run_id, "runs_error")
+    if entry is None:
         return
     st.session_state.setdefault("deleted_runs", []).append((entry, label))
     _clear_selection()
 
 
 def _undo(entry: str) -> None:
-    try:
-        runs.restore_run(entry)
-    except UserError as exc:
-        st.session_state.runs_error = str(exc)
+    if _shared.guarded(runs.restore_run, entry, "runs_error") is None:
         return
     st.session_state.deleted_runs = [d for d in st.session_state.get("deleted_runs", []) if d[0] != entry]
     _clear_selection()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
@@ -13,6 +15,8 @@ from core.errors import UserError, first_line
 from core.models import loading
 from core.paths import EMBEDDED_DATASET
 from core.training import jobs, progress, runs
+
+T = TypeVar("T")
 
 _entry = threading.local()
 
@@ -148,6 +152,16 @@ def active_run() -> runs.Run | None:
     try:
         return runs.get_run(run_id)
     except UserError:
+        return None
+
+
+def guarded(action: Callable[[str], T], arg: str, error_key: str) -> T | None:
+    """Run a delete or restore from an on_click callback: a callback cannot draw, so a refusal is kept in
+    `st.session_state[error_key]` for the page to show on its next run."""
+    try:
+        return action(arg)
+    except UserError as exc:
+        st.session_state[error_key] = str(exc)
         return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +59,13 @@ def module_run(tmp_path_factory, label: str) -> tuple[Path, str, runs.Run]:
         name = make_dataset()
         run = train_tiny_run(name)
     return root, name, run
+
+
+def wait_for(pred, timeout: float = 120, poll: float = 0.2) -> bool:
+    """Poll `pred` until it is true or `timeout` seconds pass (a training job is another process)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(poll)
+    return False

@@ -18,7 +18,7 @@ from core import atomic
 from core.errors import UserError
 from core.models import loading
 from core.training import jobs, runs, trainer
-from tests.helpers import make_dataset
+from tests.helpers import make_dataset, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -197,20 +197,11 @@ def test_cli_runs_delete_restore_trash_rename_note():
     assert cli("datasets", "--restore", "gone").stdout.strip() == "restored gone"
 
 
-def _wait_for(pred, timeout=180, poll=0.2) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(poll)
-    return False
-
-
 def test_a_run_deleted_while_training_stays_deleted(tmp_path):
     make_dataset("slow", per_class=40, size=32)
     run = jobs.start(trainer.TrainRequest(dataset="slow", preset="fast", epochs=200, batch_size=4))
     assert runs.get_run(run.run_id).state == "queued", "launch must leave the run for the job to claim"
-    assert _wait_for(lambda: runs.read_progress(run.path)[1] is not None), "job never reported a batch"
+    assert wait_for(lambda: runs.read_progress(run.path)[1] is not None, 180), "job never reported a batch"
     moved = tmp_path / "moved"
     os.replace(run.path, moved)  # what a delete (or someone's rm) does under a running job
     proc = jobs._children[run.run_id]

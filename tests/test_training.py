@@ -16,18 +16,9 @@ import pytest
 from core.errors import UserError
 from core.models import loading
 from core.training import jobs, runs, trainer
-from tests.helpers import make_dataset, train_tiny_run
+from tests.helpers import make_dataset, train_tiny_run, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _wait_for(pred, timeout=120, poll=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(poll)
-    return False
 
 
 def test_one_epoch_run_writes_a_complete_run_directory():
@@ -93,7 +84,7 @@ def _slow_job(name: str) -> runs.Run:
 
 def test_stop_request_ends_a_job_as_stopped_with_a_loadable_model():
     run = _slow_job("stopme")
-    assert _wait_for(lambda: runs.read_progress(run.path)[1] is not None, 120), "job never reported a batch"
+    assert wait_for(lambda: runs.read_progress(run.path)[1] is not None, 120), "job never reported a batch"
     jobs.stop(run.run_id)
     final = jobs.wait(run.run_id, timeout_s=120)
     assert final.state == "stopped", final.status
@@ -106,10 +97,10 @@ def test_sigkill_leaves_no_model_that_fails_to_load_and_is_marked_failed():
     earlier = train_tiny_run("earlier")
     before = {p.name: p.read_bytes() for p in earlier.path.iterdir()}
     run = _slow_job("killme")
-    assert _wait_for(lambda: (run.path / "model.keras").exists(), 180), "no epoch finished"
+    assert wait_for(lambda: (run.path / "model.keras").exists(), 180), "no epoch finished"
     time.sleep(0.3)
     jobs.kill(run.run_id)
-    assert _wait_for(lambda: jobs.get(run.run_id).state == "failed", 30)
+    assert wait_for(lambda: jobs.get(run.run_id).state == "failed", 30)
     final = jobs.get(run.run_id)
     assert "ended unexpectedly" in final.status["error"]
     loading.load_run_model(final)

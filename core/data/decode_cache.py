@@ -14,7 +14,6 @@ Entries live under `<runs>/.cache/decoded` (the runs list skips dot-folders); CO
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core import atomic, paths
-from core.errors import UserError
+from core import atomic, paths, validation
 
 CACHE_ENV = "CONVNET_DECODE_CACHE_BYTES"
 DEFAULT_CAP = 4 * 1024**3
@@ -50,16 +48,7 @@ def cache_dir() -> Path:
 
 def cache_cap() -> int:
     """Bytes the cache may hold (CONVNET_DECODE_CACHE_BYTES); 0 turns it off."""
-    raw = os.environ.get(CACHE_ENV)
-    if not raw:
-        return DEFAULT_CAP
-    try:
-        value = int(float(raw))
-    except ValueError:
-        raise UserError(f"{CACHE_ENV} must be a number of bytes, not {raw!r}") from None
-    if value < 0:
-        raise UserError(f"{CACHE_ENV} must not be negative")
-    return value
+    return validation.env_bytes(CACHE_ENV, DEFAULT_CAP)
 
 
 def relative_paths(root: Path, files: list[Path]) -> list[str]:

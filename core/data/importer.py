@@ -27,7 +27,7 @@ from core.data.datasets import SPLIT_ALIASES as CATALOG_SPLIT_ALIASES
 from core.data.datasets import SPLIT_FOLDERS
 from core.data.images import ALLOWED_EXTENSIONS, flatten, is_heif, load_image
 from core.errors import UserError
-from core.validation import regular_file
+from core.validation import human_bytes, regular_file
 
 # one alias table with the catalog (`training/`, `valid/`... read the same both ways); values are folder names
 SPLIT_ALIASES: dict[str, str] = {
@@ -72,13 +72,6 @@ class _Entry:
 
 class _TooBig(Exception):
     pass
-
-
-def _human_bytes(n: int) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:g} {unit}"
-    return f"{n} bytes"
 
 
 def _check_name(name: str) -> None:
@@ -147,7 +140,7 @@ def _stream_limited(
         budget[0] += len(chunk)
         if budget[0] > total_cap:
             raise UserError(
-                f"{kind} expands past {_human_bytes(total_cap)}; import stopped (split it into smaller parts)"
+                f"{kind} expands past {human_bytes(total_cap)}; import stopped (split it into smaller parts)"
             )
         out += chunk
         if len(out) > member_cap:
@@ -415,7 +408,7 @@ def _read_member(
     try:
         return _stream_limited(e.read(), max_member, budget, max_total, kind)
     except _TooBig:
-        skips.add(e.label, f"file larger than {_human_bytes(max_member)}")
+        skips.add(e.label, f"file larger than {human_bytes(max_member)}")
     except UserError:
         raise
     except NotImplementedError:
@@ -522,9 +515,7 @@ def import_uploaded_files(
         raise UserError(f"folder has more than {max_files} files; import stopped")
     total = sum(len(data) for _, data in files)
     if total > max_total_bytes:
-        raise UserError(
-            f"folder holds more than {_human_bytes(max_total_bytes)}; split it into smaller parts"
-        )
+        raise UserError(f"folder holds more than {human_bytes(max_total_bytes)}; split it into smaller parts")
     skips = _Skips()
     kept: dict[str, tuple[tuple[str, ...], bytes]] = {}  # lower-cased path -> parts, bytes (one per path)
     for raw, data in files:
@@ -532,7 +523,7 @@ def import_uploaded_files(
         parts = _split_parts(raw)
         reason = _unsafe_reason(raw) or (None if parts else "empty name")
         if reason is None and len(data) > max_file_bytes:
-            reason = f"file over {_human_bytes(max_file_bytes)}"
+            reason = f"file over {human_bytes(max_file_bytes)}"
         if reason is None and "/".join(parts).lower() in kept:
             reason = "same path uploaded twice"
         if reason is not None:

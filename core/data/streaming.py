@@ -10,7 +10,6 @@ bounded shuffle buffer in memory. Below the limit nothing changes: `core.data.da
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core import validation
 from core.data import datasets
-from core.errors import UserError
 
 if TYPE_CHECKING:
     from core.training.run_config import RunConfig
@@ -47,16 +46,7 @@ class StreamSplit:
 
 def stream_limit() -> int:
     """Decoded bytes above which a folder dataset is streamed (CONVNET_STREAM_ABOVE_BYTES)."""
-    raw = os.environ.get(STREAM_ENV)
-    if not raw:
-        return DEFAULT_STREAM_ABOVE
-    try:
-        value = int(float(raw))
-    except ValueError:
-        raise UserError(f"{STREAM_ENV} must be a number of bytes, not {raw!r}") from None
-    if value < 0:
-        raise UserError(f"{STREAM_ENV} must not be negative")
-    return value
+    return validation.env_bytes(STREAM_ENV, DEFAULT_STREAM_ABOVE)
 
 
 def decoded_bytes(n_images: int, image_size: tuple[int, int], channels: int) -> int:
