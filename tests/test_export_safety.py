@@ -177,7 +177,7 @@ def test_nothing_is_created_when_the_run_has_no_usable_model(tmp_path):
     with pytest.raises(UserError, match="has no saved model yet"):
         ex.export(run_dir, "savedmodel")
     (run_dir / "model.keras").write_bytes(b"not a zip")
-    with pytest.raises(UserError, match="could not load the model"):
+    with pytest.raises(UserError, match="the model of run broken is not a .keras model file"):
         ex.export(run_dir, "savedmodel")
     with pytest.raises(UserError, match="folder .*missing does not exist"):
         ex.export(run_dir, "keras", tmp_path / "missing" / "m.keras")
