@@ -14,6 +14,7 @@ if __name__ == "__main__":
         "bench_cold_start.py",
         "bench_train.py",
         "bench_inspect.py",
+        "bench_overview.py",
         "bench_distribute.py",
         "bench_decode_cache.py",
     ):

@@ -10,12 +10,14 @@ from core.analysis import inspection, prediction
 from core.data import images
 from core.errors import UserError
 from core.models import loading
-from pages import _image_input, _model_input, _shared
+from pages import _image_input, _inspect_overview, _model_input, _shared
 
 MAX_MAPS = 64  # wider layers get unreadable; the caption says how many are left out
 CELL = 56  # feature maps are upscaled (nearest-neighbour) to about this many pixels a side
 SHOW_SIDE = 224
 COLORMAPS = ["viridis", "magma", "gray", "cividis", "coolwarm"]
+CAM_HELP = ("Grad-CAM weighs the last convolution layer's maps by the gradient of the class score *before* the "
+            "softmax/sigmoid, so a very confident prediction still gets a heatmap.")  # fmt: skip
 
 
 @st.cache_resource(max_entries=4, show_spinner="Building the feature-map model…")
@@ -34,7 +36,7 @@ def _prediction_and_cam(lm: loading.LoadedModel, x: np.ndarray, seen: np.ndarray
         st.markdown(f"#### {lm.class_names[order[0]]} · {probs[order[0]]:.1%}")
         st.caption(" · ".join(f"{lm.class_names[i]} {probs[i]:.1%}" for i in order[1:4]))
         k = len(lm.class_names)
-        choice = st.selectbox("Grad-CAM explains", [-1, *range(k)], key="ins_cam_class",
+        choice = st.selectbox("Grad-CAM explains", [-1, *range(k)], key="ins_cam_class", help=CAM_HELP,
                               format_func=lambda i: f"the predicted class ({lm.class_names[order[0]]})"
                               if i < 0 else lm.class_names[i])  # fmt: skip
         alpha = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key="ins_cam_alpha")
@@ -115,6 +117,7 @@ def main() -> None:
     try:
         x, seen = prediction.prepare_for(lm, src, name)
         _prediction_and_cam(lm, x, seen, name)
+        _inspect_overview.render(model_key, lm, x)
         _feature_maps(model_key, lm, x)
         _kernels(lm)
         _dense(lm, x)

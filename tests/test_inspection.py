@@ -404,6 +404,68 @@ def test_grad_cam_finds_the_square(trained, head):
     assert np.mean(masses) >= 0.5  # a quarter of the image holds most of the heat
 
 
+def _probability_grad_cam(model: keras.Model, x: np.ndarray, cls: int) -> np.ndarray:
+    """The old way, by hand: Grad-CAM of the softmax/sigmoid *output*, unnormalised (it fades when sure)."""
+    import tensorflow as tf
+
+    side = keras.Model(model.inputs[0], [model.get_layer("last_conv").output, model.outputs[0]])
+    with tf.GradientTape() as tape:
+        feats, out = side(x[None], training=False)
+        score = out[0, cls] if out.shape[-1] > 1 else (out[0, 0] if cls == 1 else 1.0 - out[0, 0])
+    weights = tf.reduce_mean(tape.gradient(score, feats), axis=(1, 2), keepdims=True)
+    return np.asarray(tf.nn.relu(tf.reduce_sum(feats * weights, axis=-1))[0])
+
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_grad_cam_of_a_very_confident_prediction_still_finds_the_square(trained, head):
+    """The same detector with its head scaled so every square is called with a margin of 150 logits: the
+    softmax/sigmoid is exactly 1.0 in float32, its gradient exactly 0, so the probability's Grad-CAM is flat.
+    The score before the squashing only scales, so Grad-CAM from it must be the unscaled model's map."""
+    model, xt, yt, ct, _ = trained[head]
+    chosen = np.flatnonzero(yt == 1)
+    sure = keras.models.clone_model(model)
+    sure.set_weights(model.get_weights())
+    logit_model = keras.Model(model.inputs[0], model.layers[-1].input)
+    out_layer = model.layers[-1]
+    h = np.asarray(logit_model(xt[chosen], training=False))
+    z = h @ np.asarray(out_layer.kernel) + np.asarray(out_layer.bias)
+    margin = z[:, 0] if head == "sigmoid" else z[:, 1] - z[:, 0]
+    chosen = chosen[margin > 0]  # the ones the detector gets right
+    factor = 150.0 / float(margin[margin > 0].min())
+    sure.layers[-1].kernel.assign(np.asarray(out_layer.kernel) * factor)
+    sure.layers[-1].bias.assign(np.asarray(out_layer.bias) * factor)
+
+    hits, masses = [], []
+    for i in chosen:  # one image at a time, as the page asks (a batch may round the softmax differently)
+        assert float(np.asarray(sure(xt[i : i + 1], training=False))[0, -1]) == 1.0, "not saturated"
+        assert float(_probability_grad_cam(sure, xt[i], 1).max()) <= 1e-9  # the old map: (near) nothing
+        cam = ins.grad_cam_result(sure, xt[i], class_index=1, output_kind=head)
+        assert cam.evidence, "Grad-CAM from the logit must not fade with confidence"
+        reference = ins.grad_cam_result(model, xt[i], class_index=1, output_kind=head)
+        np.testing.assert_allclose(cam.heatmap, reference.heatmap, atol=1e-3)
+        hits.append(_argmax_quadrant(cam.heatmap) == ct[i])
+        masses.append(_quadrant_mass(cam.heatmap, ct[i]))
+    assert len(chosen) >= 20
+    assert np.mean(hits) >= 0.6 and np.mean(masses) >= 0.5
+
+
+def test_grad_cam_through_a_separate_softmax_layer_and_a_logits_head_agree():
+    """A softmax Activation/Softmax layer after a linear Dense is looked through too; a logits head is used as is."""
+    inputs = keras.Input((12, 12, 1))
+    h = keras.layers.Conv2D(3, 3, activation="relu", name="c")(inputs)
+    logits = keras.layers.Dense(3, name="head")(keras.layers.Flatten()(h))
+    plain = keras.Model(inputs, logits)
+    x = np.random.default_rng(3).uniform(0, 255, (12, 12, 1)).astype(np.float32)
+    want = ins.grad_cam_result(plain, x, class_index=2, output_kind="logits")
+    assert want.evidence
+    for squash in (keras.layers.Activation("softmax"), keras.layers.Softmax()):
+        model = keras.Model(inputs, squash(logits))
+        got = ins.grad_cam_result(model, x, class_index=2, output_kind="softmax")
+        np.testing.assert_allclose(got.heatmap, want.heatmap, atol=1e-5)
+        assert ins._GRAD_MODELS[model]["c"].pre_activation
+    assert not ins._GRAD_MODELS[plain]["c"].pre_activation
+
+
 def test_grad_cam_predicted_class_and_sigmoid_negation(trained):
     model, xt, yt, ct, _ = trained["sigmoid"]
     p = np.asarray(model(xt, training=False))[:, 0]

@@ -162,3 +162,30 @@ def test_a_grad_cam_without_evidence_says_so_instead_of_a_flat_overlay(app, trai
         f"No evidence: {inspection.NO_EVIDENCE.split(': ', 1)[1]} (Grad-CAM for class 0)."
     ]
     assert sum(" maps of " in c for c in _captions(at)) == 1  # the rest of the page is still there
+
+
+def test_the_network_at_a_glance_shows_every_layer_and_opens_one(app, trained):
+    """The overview: one card per layer in model order, the probabilities last; Open shows that layer's grid."""
+    run = trained[2]
+    model = loading.load_run_model(run).model
+    app.at.file_uploader(key="ins_files").set_value(("c.png", _png(trained, "circle"), "image/png"))
+    at = app.run()
+    assert not any(m.value.startswith("**1. ") for m in at.markdown)  # off until asked for
+    at.toggle(key="ins_overview").set_value(True)
+    at = app.run()
+    cards = [m.value for m in at.markdown if m.value.startswith("**") and ". " in m.value[:6]]
+    assert cards == [f"**{i + 1}. {layer.name}**" for i, layer in enumerate(model.layers)]
+    assert "**Class probabilities**" in [m.value for m in at.markdown]
+    assert len(at.get("progress")) == len(run.class_names)
+
+    at.button(key="ins_ov_open_2").click()  # the first convolution
+    at = app.run()
+    conv = model.layers[2]
+    filters = conv.output.shape[-1]
+    assert at.selectbox(key="ins_ov_layer").value == conv.name
+    assert any(c.startswith(f"{conv.name}: all {filters} channels at 16×16") for c in _captions(at))
+
+    at.selectbox(key="ins_ov_layer").set_value("dense")  # a vector layer: a unit grid
+    at.checkbox(key="ins_ov_hide").check()
+    at = app.run()
+    assert any(c.startswith("dense: 128 units, 32 to a row") for c in _captions(at))

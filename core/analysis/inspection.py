@@ -60,7 +60,7 @@ GRID_PAD = 2  # pixels between tiles: one pixel vanishes once the browser scales
 
 # Side models (Grad-CAM, activations) are built once per loaded model and die with it: a WeakKeyDictionary
 # keyed by the user's model, so a cached Streamlit model that is evicted frees its helpers too.
-_GRAD_MODELS: weakref.WeakKeyDictionary[keras.Model, dict[str, keras.Model]] = weakref.WeakKeyDictionary()
+_GRAD_MODELS: weakref.WeakKeyDictionary[keras.Model, dict[str, _GradSide]] = weakref.WeakKeyDictionary()
 _ACTIVATION_MODELS: weakref.WeakKeyDictionary[keras.Model, dict[tuple[str, ...], keras.Model]] = (
     weakref.WeakKeyDictionary()
 )
@@ -357,14 +357,85 @@ def kernel_grid(
 # --------------------------------------------------------------------------------------------- Grad-CAM
 
 
-def _grad_model(model: keras.Model, layer: keras.layers.Layer) -> keras.Model:
+SQUASHING = ("softmax", "sigmoid")  # head activations Grad-CAM looks through, to the class score before them
+
+
+@dataclass(frozen=True)
+class _GradSide:
+    """The Grad-CAM side model of one (model, layer): [feature map, score input], and how to get logits from it.
+
+    `dense` is the head's Dense layer when the side model stops at its input (logits = input @ kernel + bias);
+    `pre_activation` says the second output is the class score before the softmax/sigmoid (else the output).
+    """
+
+    model: keras.Model
+    dense: keras.layers.Dense | None
+    pre_activation: bool
+
+
+def _layer_input(model: keras.Model, layer: keras.layers.Layer):
+    """The symbolic tensor fed to `layer` inside `model`'s graph (its first input), or None when not found."""
+    graph = _graph_of(model)
+    for nodes in getattr(graph, "_nodes_by_depth", {}).values():
+        for node in nodes:
+            if node.operation is layer:
+                ins = node.input_tensors
+                return ins[0] if len(ins) == 1 else None
+    return None
+
+
+def _activation_name(layer: keras.layers.Layer) -> str:
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    act = getattr(layer, "activation", None)
+    return getattr(act, "__name__", "") if act is not None else ""
+
+
+def _score_tensor(model: keras.Model) -> tuple[object, keras.layers.Dense | None, bool]:
+    """(tensor, dense, pre_activation): what Grad-CAM differentiates, found without touching the shared model.
+
+    keras-io's grad_cam example sets the last activation to None; mutating a model the UI caches and calls from
+    several threads is unsafe, so instead the side model stops before the squashing: at a softmax/sigmoid
+    Activation (or Softmax) layer's input, or at a softmax/sigmoid Dense head's input, whose logits we then
+    compute from its own kernel and bias. Anything else (a head that already outputs logits, a nested head)
+    keeps the model's output as the score.
+    """
+    output = model.outputs[0]
+    history = getattr(output, "_keras_history", None)
+    head = history.operation if history is not None else model.layers[-1]
+    if _activation_name(head) in SQUASHING:
+        before = _layer_input(model, head)
+        if before is not None and not isinstance(before, list | tuple):
+            if isinstance(head, keras.layers.Dense):
+                # a quantized kernel is not the float matrix the logits need; keep the output then
+                if len(before.shape) == 2 and getattr(head, "quantization_mode", None) is None:
+                    return before, head, True
+            elif isinstance(head, keras.layers.Activation | keras.layers.Softmax):
+                return before, None, True
+    return output, None, False
+
+
+def _grad_model(model: keras.Model, layer: keras.layers.Layer) -> _GradSide:
     with _CACHE_LOCK:
         per_model = _GRAD_MODELS.setdefault(model, {})
         cached = per_model.get(layer.name)
         if cached is None:
-            cached = keras.Model(_model_inputs(model), [_layer_output(model, layer), model.outputs[0]])
+            score, dense, pre = _score_tensor(model)
+            side = keras.Model(_model_inputs(model), [_layer_output(model, layer), score])
+            cached = _GradSide(side, dense, pre)
             per_model[layer.name] = cached
         return cached
+
+
+def _logits(side: _GradSide, raw):
+    """The class scores before the squashing, (1, k): the Dense head's affine part, or the side output itself."""
+    if side.dense is None:
+        return tf.reshape(raw, (1, -1))
+    h = tf.cast(raw, tf.float32)
+    z = tf.matmul(h, tf.cast(tf.convert_to_tensor(side.dense.kernel), tf.float32))
+    if side.dense.use_bias:
+        z = z + tf.cast(tf.convert_to_tensor(side.dense.bias), tf.float32)
+    return tf.reshape(z, (1, -1))
 
 
 def _cam_layer(model: keras.Model, layer_name: str | None) -> keras.layers.Layer:
@@ -422,8 +493,13 @@ def grad_cam_result(
 ) -> GradCam:
     """Grad-CAM for one image, with a flag saying whether the heatmap points at anything.
 
-    The class defaults to the predicted one. For a one-unit head (sigmoid or a single logit), class 1 uses the
-    score and class 0 its complement (1 - p, or -logit), so both classes get their own positive evidence.
+    The gradient is that of the class score *before* the softmax/sigmoid (keras-io's grad_cam example sets the
+    last activation to None): a probability saturates for a confident prediction (p(1-p) reaches 0 in float32),
+    so its gradient fades to nothing exactly where the model is surest. When the head squashes (a softmax or
+    sigmoid Dense, Activation or Softmax layer) the logits are recomputed from the head's input; a head that
+    already outputs logits is used as it is. `output_kind` says what the model's output means when it cannot
+    be looked through. The class defaults to the predicted one. For a one-unit head class 1 uses +logit and
+    class 0 -logit (or p and 1 - p for an opaque head), so both classes get their own positive evidence.
     Feature map: the last conv layer, or the nested base's output, or `layer_name`. No evidence when nothing
     reaches the score (no gradient path, all-zero gradients or a dead feature map) or when the map is the same
     everywhere (e.g. a blank image, or a 1×1 map): then the heatmap is all zeros and `note` says why.
@@ -434,23 +510,22 @@ def grad_cam_result(
     batch = tf.convert_to_tensor(_one_image_batch(x, expected))
     height, width = int(batch.shape[1]), int(batch.shape[2])
     layer = _cam_layer(model, layer_name)
-    gmodel = _grad_model(model, layer)
+    side = _grad_model(model, layer)
+    logits = side.pre_activation or output_kind == "logits"
 
     with tf.GradientTape() as tape:
-        feats, preds = gmodel(batch, training=False)
-        preds = tf.reshape(preds, (1, -1))
+        feats, raw = side.model(batch, training=False)
+        preds = _logits(side, raw)
         k = int(preds.shape[-1])
         if k == 1:
-            raw = float(preds[0, 0])
-            cls = (
-                int(raw >= (0.0 if output_kind == "logits" else 0.5)) if class_index is None else class_index
-            )
+            value = float(preds[0, 0])
+            cls = int(value >= (0.0 if logits else 0.5)) if class_index is None else class_index
             if cls not in (0, 1):
                 raise UserError(f"class {cls} does not exist: this binary model has classes 0 and 1")
             if cls == 1:
                 score = preds[0, 0]
             else:
-                score = -preds[0, 0] if output_kind == "logits" else 1.0 - preds[0, 0]
+                score = -preds[0, 0] if logits else 1.0 - preds[0, 0]
         else:
             cls = int(tf.argmax(preds[0])) if class_index is None else class_index
             if not 0 <= cls < k:
@@ -464,16 +539,16 @@ def grad_cam_result(
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(feats * weights, axis=-1))[0]
     cam = np.nan_to_num(np.asarray(cam, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if cam.size == 1:  # whatever the score's sign, a single cell has no region to point at
+        note = (
+            f"no evidence to place: layer {layer.name}'s map is 1×1 for this input, "
+            "so Grad-CAM cannot point at a region"
+        )
+        return GradCam(nothing.heatmap, int(cls), False, note)
     top = float(cam.max()) if cam.size else 0.0
     if not top > 0.0:
         return nothing
     if float(cam.max() - cam.min()) <= FLAT_TOLERANCE * top:
-        if cam.size == 1:
-            note = (
-                f"no evidence to place: layer {layer.name}'s map is 1×1 for this input, "
-                "so Grad-CAM cannot point at a region"
-            )
-            return GradCam(nothing.heatmap, int(cls), False, note)
         return nothing  # every region counts the same, so no region counts
     resized = tf.image.resize((cam / top)[..., None], (height, width), method="bilinear")
     heat = np.clip(np.asarray(resized, dtype=np.float32)[..., 0], 0.0, None)
