@@ -17,6 +17,7 @@ if __name__ == "__main__":
         "bench_overview.py",
         "bench_distribute.py",
         "bench_decode_cache.py",
+        "bench_seed_baseline.py",
     ):
         print(f"\n######## {script}", flush=True)
         if subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], cwd=HERE.parent).returncode:
