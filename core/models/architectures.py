@@ -476,19 +476,34 @@ def _custom_min_side(spec: BuilderSpec) -> int:
     return 4097
 
 
+# The smallest side each fixed preset builds at, as `computed_min_side` finds it (a test keeps them equal): a
+# table, so checking a request needs no TensorFlow (building the model to find out cost ~1 s per run).
+MIN_IMAGE_SIDE = {
+    "fast": 4, "jedi-sith-binary": 94, "jedi-sith-ternary": 94, "mnist-lab": 16, "cats-dogs-1": 10,
+    "cats-dogs-2": 10, "cats-dogs-3": 22, "fashion-dense": 1, "fashion-conv64": 4, "fashion-cnn": 18,
+    "horses-humans": 22,
+}  # fmt: skip
+
+
 @functools.lru_cache(maxsize=64)
 def min_image_side(preset: str, builder: BuilderSpec | None = None) -> int:
     """The smallest image side a preset builds at, so a bad size is refused before a run exists.
 
-    Transfer bases have documented minimums; the small builder follows its own rule; for the other presets the
-    model is built once at its declared floor (a tiny model) and its config's shapes are walked down to the
-    smallest side whose every convolution and pooling still has an output.
+    Transfer bases have documented minimums; the small builder follows its own rule; the fixed presets are in
+    MIN_IMAGE_SIDE.
     """
     p = get_preset(preset)
     if p.transfer:
         return TRANSFER_MIN_SIDE.get(p.transfer, p.min_image_size)
     if preset == "custom":
         return _custom_min_side(builder or BuilderSpec())
+    return MIN_IMAGE_SIDE.get(preset) or computed_min_side(preset)
+
+
+def computed_min_side(preset: str) -> int:
+    """Build the preset once at its declared floor (a tiny model) and walk its config's shapes down to the
+    smallest side whose every convolution and pooling still has an output."""
+    p = get_preset(preset)
     from core.models.loading import ConfigWalk
 
     try:
