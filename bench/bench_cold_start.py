@@ -1,9 +1,13 @@
-"""Cold start of the CLI: commands that list or refuse vs `import tensorflow`, side by side in one run.
+"""Cold start of the CLI and of the UI's first page.
 
-Run from the repo root: `.venv/bin/python bench/bench_cold_start.py [--reps N]`. Each command runs as a fresh
-process, as a person types it; the median wall-clock time of N runs is printed with its ratio to a bare
+CLI: commands that list or refuse vs `import tensorflow`, side by side in one run. Run from the repo root:
+`.venv/bin/python bench/bench_cold_start.py [--reps N] [--page-reps M]`. Each command runs as a fresh process, as a
+person types it; the median wall-clock time of N runs is printed with its ratio to a bare
 `python -c "import tensorflow"` measured in the same run. Goal (issue 11): `datasets`, `runs` and any argument
 error <= 1 s. Writes bench/results/cold_start.json.
+
+UI: `streamlit run app.py`, health check, then the Datasets page in Chromium (bench/bench_page_paint.py, M fresh
+server starts; skipped with the reason when playwright or chromium is missing; --page-reps 0 leaves it out).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import bench_page_paint  # noqa: E402
 
 from core.atomic import write_json  # noqa: E402
 
@@ -51,7 +57,9 @@ def _median_s(args: list[str], reps: int, env: dict[str, str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
-    reps = ap.parse_args().reps
+    ap.add_argument("--page-reps", type=int, default=3)
+    args = ap.parse_args()
+    reps = args.reps
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "CONVNET_RUNS_DIR": tmp, "TF_CPP_MIN_LOG_LEVEL": "2"}
         results = {name: _median_s(args, reps, env) for name, args in COMMANDS.items()}
@@ -61,6 +69,13 @@ def main() -> None:
         print(f"{name:45s} {s:9.2f} {s / base:20.2f}x")
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
     write_json(ROOT / "bench" / "results" / "cold_start.json", {"reps": reps, "median_s": results})
+    if args.page_reps > 0:
+        print()
+        reason = bench_page_paint.missing()
+        if reason:
+            print(f"Datasets page paint skipped: {reason}")
+        else:
+            bench_page_paint.report(bench_page_paint.measure([ROOT], args.page_reps), args.page_reps)
 
 
 if __name__ == "__main__":

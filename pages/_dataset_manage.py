@@ -5,7 +5,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from core.data import datasets
@@ -50,7 +49,9 @@ def import_box() -> None:
         name, imported, skipped = st.session_state.pop("import_report")
         st.success(f"Imported {imported} images into {name}.")
         if skipped:
-            st.dataframe(pd.DataFrame(skipped, columns=["skipped", "why"]), hide_index=True)
+            st.dataframe(
+                {"skipped": [f for f, _ in skipped], "why": [w for _, w in skipped]}, hide_index=True
+            )
 
 
 def _delete(name: str) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import pandas as pd
-import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from core import figures
@@ -13,30 +12,44 @@ from pages import _dataset_manage, _shared
 
 
 @st.cache_data(show_spinner="Checking every image…", max_entries=8)
-def _quality(name: str, total: int, mtime: float) -> datasets.QualityReport:
-    return datasets.quality_report(datasets.get_dataset(name))
+def _quality(name: str, total: int, mtime: float, _info: datasets.DatasetInfo) -> datasets.QualityReport:
+    """Keyed by name, size and folder time; `_info` (the scan main() already made) is passed along unhashed."""
+    return datasets.cached_quality_report(_info, in_worker=True)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _samples(name: str, per_class: int, seed: int, mtime: float):
-    return datasets.samples(datasets.get_dataset(name), per_class, seed)
+def _samples(name: str, per_class: int, seed: int, mtime: float, _info: datasets.DatasetInfo):
+    return datasets.samples(_info, per_class, seed)
+
+
+CHART_HEIGHT = 320  # px; its slot is reserved at this height so nothing moves when the chart arrives
 
 
 def _counts_chart(info: datasets.DatasetInfo) -> None:
-    rows = [{"split": s, "class": c, "images": n} for s, per in info.counts.items() for c, n in per.items()]
-    fig = px.bar(pd.DataFrame(rows), x="class", y="images", color="split", barmode="group", height=320)
+    """Drawn last, into a slot reserved above the samples. A plotly chart holds back every element drawn after it
+    until the script run has ended and the browser has parsed plotly's 4.7 MB bundle (3-10 s measured on a busy
+    2-core machine): the samples used to wait for that, and for the whole quality check before it."""
+    bars = [go.Bar(name=s, x=list(per), y=list(per.values())) for s, per in info.counts.items()]
+    fig = go.Figure(bars, layout={"barmode": "group", "height": CHART_HEIGHT, "legend_title_text": "split",
+                                  "xaxis_title": "class", "yaxis_title": "images"})  # fmt: skip
     figures.clear_toolbar(fig, legend="below")
     st.plotly_chart(fig, key="count_chart")
-    totals = list(info.class_totals().values())
-    ratio = datasets.imbalance_ratio(totals)
+
+
+def _imbalance_note(info: datasets.DatasetInfo) -> None:
+    ratio = datasets.imbalance_ratio(list(info.class_totals().values()))
     if ratio > 1.5:
         st.warning(f"Classes are imbalanced (largest/smallest = {ratio:.1f}). Training can weight classes "
                    "(balanced: w = N / (k·n_c)).", icon=":material/balance:")  # fmt: skip
+
+
+def _class_weights(info: datasets.DatasetInfo) -> None:
+    """A table (st.dataframe imports pandas, ~1 s on a cold server), so it is drawn after the samples."""
+    totals = list(info.class_totals().values())
     weights = datasets.class_weights(totals, "balanced") or {}
-    table = pd.DataFrame({"class": info.class_names, "images": totals,
-                          "balanced weight": [round(weights.get(i, 0.0), 3) for i in range(len(totals))]})  # fmt: skip
-    with st.expander("Class weights training would use"):
-        st.dataframe(table, hide_index=True)
+    st.dataframe({"class": info.class_names, "images": totals,
+                  "balanced weight": [round(weights.get(i, 0.0), 3) for i in range(len(totals))]},
+                 hide_index=True)  # fmt: skip
 
 
 def _samples_grid(info: datasets.DatasetInfo, mtime: float) -> None:
@@ -44,36 +57,38 @@ def _samples_grid(info: datasets.DatasetInfo, mtime: float) -> None:
     seed = st.session_state.setdefault("sample_seed", 0)
     if st.button("Reshuffle", key="reshuffle", icon=":material/shuffle:"):
         seed = st.session_state.sample_seed = seed + 1
-    shown = _samples(info.name, 8, seed, mtime)
+    shown = _samples(info.name, 8, seed, mtime, info)
     for c, items in shown.items():
         if items:
             st.caption(f"**{c}** · {info.class_totals().get(c, 0):,} images")
-            st.image([a for _, a in items], width=72)
+            st.image(datasets.thumbnail_strip([a for _, a in items]))
 
 
 def _quality_box(info: datasets.DatasetInfo, mtime: float) -> None:
     st.subheader("Image sizes and data quality")
-    rep = _quality(info.name, info.total, mtime)
+    rep = _quality(info.name, info.total, mtime, info)
     c1, c2 = st.columns(2)
-    c1.dataframe(pd.DataFrame([{"size (w×h)": f"{w}×{h}", "images": n} for (w, h), n in rep.sizes.most_common(10)]),
+    sizes, modes = rep.sizes.most_common(10), rep.modes.most_common()
+    c1.dataframe({"size (w×h)": [f"{w}×{h}" for (w, h), _ in sizes], "images": [n for _, n in sizes]},
                  hide_index=True)  # fmt: skip
-    c2.dataframe(
-        pd.DataFrame([{"mode": m, "images": n} for m, n in rep.modes.most_common()]), hide_index=True
-    )
+    c2.dataframe({"mode": [m for m, _ in modes], "images": [n for _, n in modes]}, hide_index=True)
     if rep.problems:
         st.warning(
             f"{len(rep.problems)} problem file(s): unreadable or stray files are left out of training."
         )
-        st.dataframe(pd.DataFrame(rep.problems, columns=["file", "problem"]), hide_index=True)
+        st.dataframe({"file": [f for f, _ in rep.problems], "problem": [p for _, p in rep.problems]},
+                     hide_index=True)  # fmt: skip
     else:
         st.success("No unreadable or stray files.", icon=":material/check_circle:")
 
 
 def _augmentation_box(info: datasets.DatasetInfo, mtime: float) -> None:
     st.subheader("Augmentation preview")
+    if not st.toggle("Show it (the first time loads TensorFlow: a few seconds)", key="aug_show"):
+        return  # importing TensorFlow holds the server for seconds; a person browsing data need not wait for it
     preset = st.selectbox("Augmentation layers of preset", augmentation.AUGMENTING_PRESETS, key="aug_preset")
     seed = st.session_state.get("sample_seed", 0)
-    shown = _samples(info.name, 8, seed, mtime)
+    shown = _samples(info.name, 8, seed, mtime, info)
     options = [(c, i) for c, items in shown.items() for i in range(len(items))]
     if not options:
         return
@@ -112,8 +127,15 @@ def main() -> None:
                 _shared.error(exc)
         return
     mtime = info.path.stat().st_mtime if info.path else 0.0
-    _counts_chart(info)
+    # What a person looks at first goes out first; the chart and the class-weights table fill their places after.
+    chart_slot = st.container(height=CHART_HEIGHT, border=False)
+    _imbalance_note(info)
+    weights_box = st.expander("Class weights training would use")
     _samples_grid(info, mtime)
+    with weights_box:  # collapsed: filling it later moves nothing on screen
+        _class_weights(info)
+    with chart_slot:
+        _counts_chart(info)
     _quality_box(info, mtime)
     _augmentation_box(info, mtime)
 

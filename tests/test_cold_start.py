@@ -32,9 +32,9 @@ def _page_imports(page: str) -> list[str]:
     return sorted(set(names))
 
 
-def _loaded_after(code: str) -> list[str]:
+def _loaded_after(code: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
     out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json\n"
-                          f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"],
+                          f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"],
                          cwd=REPO, env={**os.environ}, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -52,6 +52,13 @@ def test_datasets_page_and_core_listing_modules_do_not_import_tensorflow():
         "core.data.augmentation" in modules and "pages._shared" in modules
     )  # the page's real imports were read
     assert _loaded_after("\n".join(f"import {m}" for m in modules)) == []
+
+
+def test_datasets_page_modules_leave_pandas_for_after_the_samples():
+    """pandas costs ~0.8 s on a cold server; Streamlit imports it for the first table, which the page draws after
+    its title, counts and sample pictures have gone to the browser."""
+    code = "import streamlit\n" + "\n".join(f"import {m}" for m in _page_imports("pages/datasets.py"))
+    assert _loaded_after(code, ("pandas", "plotly.express")) == []
 
 
 def test_listing_and_refusing_on_the_command_line_do_not_import_tensorflow(isolated_dirs):

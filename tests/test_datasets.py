@@ -89,6 +89,69 @@ def test_quality_report_finds_unreadable_and_stray_files(isolated_dirs):
     assert len(train) == 10
 
 
+def _messy_folder(data):
+    root = make_image_folder(data / "messy", per_class=3)
+    (root / "circle" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (root / "circle" / "notes.txt").write_text("hello")
+    (root / "square" / "nested").mkdir()
+    Image.new("L", (16, 16)).save(root / "square" / "nested" / "deep.png")
+    Image.new("RGB", (30, 20)).save(root / "square" / "big.png")
+    return root
+
+
+def test_quality_report_is_kept_on_disk_until_a_file_changes(isolated_dirs):
+    data, runs = isolated_dirs
+    root = _messy_folder(data)
+    info = datasets.get_dataset("messy")
+    first = datasets.cached_quality_report(info)
+    fresh = datasets.quality_report(info)
+    assert (first.sizes, first.modes, first.unreadable, first.stray, first.checked) == (
+        fresh.sizes, fresh.modes, fresh.unreadable, fresh.stray, fresh.checked
+    )  # fmt: skip
+    assert (
+        dict(first.stray)[str(root / "square" / "nested" / "deep.png")]
+        == "nested folder inside a class folder"
+    )
+    (stored,) = datasets.quality_cache_dir().glob("*.json")
+    assert stored.parent.parent.parent == runs  # <runs>/.cache/quality, beside the decode cache
+    (root / "circle" / "broken.png").write_bytes(b"fixed?")  # a hit would now be wrong: the key must change
+    again = datasets.cached_quality_report(datasets.get_dataset("messy"))
+    assert [p for p, _ in again.unreadable] == [str(root / "circle" / "broken.png")]
+    assert (
+        "empty file" not in again.unreadable[0][1]
+        and len(list(datasets.quality_cache_dir().glob("*.json"))) == 2
+    )
+    stored.write_text("{not json")  # a damaged entry is a miss, never an error
+    (root / "circle" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    assert datasets.cached_quality_report(datasets.get_dataset("messy")).checked == fresh.checked
+
+
+def test_quality_report_from_the_worker_process_matches_and_is_reused(isolated_dirs):
+    data, _ = isolated_dirs
+    root = _messy_folder(data)
+    info = datasets.get_dataset("messy")
+    by_worker = datasets.cached_quality_report(info, in_worker=True)  # decoded in core.data.quality_worker
+    assert len(list(datasets.quality_cache_dir().glob("*.json"))) == 1
+    here = datasets.quality_report(info)
+    assert (by_worker.sizes, by_worker.modes, by_worker.unreadable, by_worker.checked) == (
+        here.sizes, here.modes, here.unreadable, here.checked
+    )  # fmt: skip
+    assert [p for p, _ in by_worker.unreadable] == [str(root / "circle" / "broken.png")]
+
+
+def test_thumbnail_strip_fits_each_image_in_its_cell():
+    gray, wide = np.full((28, 28), 7, np.uint8), np.full((10, 40, 3), 200, np.uint8)
+    strip = datasets.thumbnail_strip([gray, wide], cell=72, gap=6)
+    assert strip.shape == (72, 150, 4) and strip.dtype == np.uint8
+    assert (strip[:, :72, 3] == 255).all() and tuple(strip[0, 0, :3]) == (
+        7,
+        7,
+        7,
+    )  # enlarged to the full cell
+    assert (strip[:, 72:78, 3] == 0).all()  # a transparent gap
+    assert (strip[36, 78:150, :3] == 200).all() and strip[:27, 78:150, 3].max() == 0  # 72x18, centred
+
+
 def test_class_weights_formulas():
     counts = [100, 50, 10]
     bal = datasets.class_weights(counts, "balanced")

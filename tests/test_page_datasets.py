@@ -19,9 +19,14 @@ def test_datasets_page_renders_the_embedded_sample():
     assert "Fashion-MNIST sample (embedded)" in shown and "10 classes" in shown and "7,000 images" in shown
     assert "No unreadable or stray files." in shown
     assert at.button(key="reshuffle") is not None
-    assert len(at.image) >= 11  # a sample row per class plus the augmentation grid
+    assert (
+        len(at.image) == 10
+    )  # one strip of samples per class; the augmentation preview waits to be asked for
+    assert not [s for s in at.selectbox if s.key == "aug_preset"]
     at.button(key="reshuffle").click().run()
     assert not at.exception
+    at.toggle(key="aug_show").set_value(True).run()
+    assert not at.exception and len(at.image) == 11  # plus the augmentation grid
     at.selectbox(key="aug_preset").set_value("cats-dogs-2").run()
     assert not at.exception
     assert not [

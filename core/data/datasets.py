@@ -6,22 +6,26 @@ prediction sees; the decoded uint8 arrays then feed tf.data with prefetch.
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from core import options
+from core import atomic, options
 from core.data import decode_cache, keras_datasets, trash
 from core.data.images import ALLOWED_EXTENSIONS, load_image, to_mode, to_uint8_input
 from core.errors import UserError
-from core.paths import EMBEDDED_DATASET, data_dir, embedded_dataset_dir
+from core.paths import EMBEDDED_DATASET, REPO_ROOT, data_dir, embedded_dataset_dir, runs_dir
 
 SPLIT_ALIASES = {
     "train": "train",
@@ -69,6 +73,28 @@ def _is_image(p: Path) -> bool:
     return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in ALLOWED_EXTENSIONS
 
 
+def _flat_class_files(folder: Path, stray: list[tuple[str, str]]) -> list[Path] | None:
+    """A class folder holding only files (the usual case), read with one scandir: the directory entry's type
+    comes with the listing, so 7,000 images cost no stat each (the embedded sample: 0.25 s -> 0.06 s here).
+    None when the folder holds a sub-folder: `_scan_classes` then walks it the slow, general way."""
+    entries: list[os.DirEntry] = []
+    with os.scandir(folder) as it:
+        for e in it:
+            if e.is_dir():
+                return None
+            entries.append(e)
+    files = []
+    for e in sorted(entries, key=lambda e: e.name):
+        if e.name.startswith("."):
+            continue
+        f = folder / e.name
+        if os.path.splitext(e.name)[1].lower() in ALLOWED_EXTENSIONS and e.is_file():
+            files.append(f)
+        else:
+            stray.append((str(f), "not an image file"))
+    return files
+
+
 def _scan_classes(root: Path, stray: list[tuple[str, str]]) -> dict[str, list[Path]]:
     classes: dict[str, list[Path]] = {}
     for entry in sorted(root.iterdir()):
@@ -77,6 +103,10 @@ def _scan_classes(root: Path, stray: list[tuple[str, str]]) -> dict[str, list[Pa
         if entry.is_symlink():
             stray.append((str(entry), "symbolic link ignored"))
         elif entry.is_dir():
+            flat = _flat_class_files(entry, stray)
+            if flat is not None:
+                classes[entry.name] = flat
+                continue
             files = []
             for f in sorted(entry.rglob("*")):
                 if f.is_dir() or f.name.startswith("."):
@@ -255,6 +285,88 @@ def quality_report(info: DatasetInfo, limit: int | None = None) -> QualityReport
                 sizes[size] += 1
                 modes[mode] += 1
     return QualityReport(sizes, modes, unreadable, list(info.stray), len(paths))
+
+
+QUALITY_CACHE_KEEP = 32  # reports kept on disk; each is a few KB, the oldest go first
+
+
+def quality_cache_dir() -> Path:
+    return runs_dir() / ".cache" / "quality"
+
+
+def _report_from_json(saved: Any, info: DatasetInfo) -> QualityReport | None:
+    """A stored report, with the scan's current stray list; None when the file is not one we wrote."""
+    try:
+        sizes = Counter({(int(w), int(h)): int(n) for w, h, n in saved["sizes"]})
+        modes = Counter({str(m): int(n) for m, n in saved["modes"]})
+        unreadable = [(str(info.path / rel), str(why)) for rel, why in saved["unreadable"]]
+        return QualityReport(sizes, modes, unreadable, list(info.stray), int(saved["checked"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _stored_report(path: Path, info: DatasetInfo) -> QualityReport | None:
+    saved = atomic.read_json(path)
+    return _report_from_json(saved, info) if isinstance(saved, dict) else None
+
+
+def _check_in_worker(folder: Path) -> bool:
+    """Run `core.data.quality_worker` on the folder and wait; False when it could not run or failed."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "core.data.quality_worker", str(folder)], cwd=REPO_ROOT,
+                              stdin=subprocess.DEVNULL, capture_output=True, check=False)  # fmt: skip
+    except OSError:
+        return False
+    return done.returncode == 0
+
+
+def cached_quality_report(info: DatasetInfo, *, in_worker: bool = False) -> QualityReport:
+    """`quality_report` of every image, kept on disk per dataset state: decoding all 7,000 images of the embedded
+    sample costs ~4 s on 2 cores at every server start, while its answer only changes with the files. The key is
+    the decode cache's fingerprint (each file's relative path, size and mtime), so any change is a miss.
+
+    `in_worker`: on a miss, decode in a separate low-priority process (`core.data.quality_worker`), so a server
+    answering a browser meanwhile keeps its interpreter to itself; in this process when that is not possible."""
+    if info.kind != "folder" or info.path is None:
+        return quality_report(info)
+    rel = decode_cache.relative_paths(
+        info.path, [p for per in info.files.values() for fs in per.values() for p in fs]
+    )
+    fp = decode_cache.fingerprint(info.path, rel)
+    if fp is None:  # a file vanished while we looked: report on what is there now, remember nothing
+        return quality_report(info)
+    path = quality_cache_dir() / f"{fp[:40]}.json"
+    rep = _stored_report(path, info)
+    if rep is None and in_worker and _check_in_worker(info.path):
+        rep = _stored_report(path, info)  # None when the runs folder is read-only or files changed meanwhile
+    if rep is not None:
+        return rep
+    rep = quality_report(info)
+    prefix = str(info.path) + os.sep
+    try:
+        atomic.write_json(path, {
+            "sizes": [[w, h, n] for (w, h), n in rep.sizes.items()],
+            "modes": [[m, n] for m, n in rep.modes.items()],
+            "unreadable": [[p[len(prefix):] if p.startswith(prefix) else p, why] for p, why in rep.unreadable],
+            "checked": rep.checked,
+        })  # fmt: skip
+        _prune_quality_cache()
+    except OSError:  # a read-only runs folder: the report is still right, just not remembered
+        pass
+    return rep
+
+
+def _prune_quality_cache() -> None:
+    """Keep the newest QUALITY_CACHE_KEEP reports; only our own *.json files in that folder are touched."""
+    found = []
+    for p in quality_cache_dir().glob("*.json"):
+        try:
+            if p.is_file() and not p.is_symlink():
+                found.append((p.stat().st_mtime, p))
+        except OSError:
+            continue
+    for _, p in sorted(found, reverse=True)[QUALITY_CACHE_KEEP:]:
+        p.unlink(missing_ok=True)
 
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
@@ -544,6 +656,21 @@ def samples(info: DatasetInfo, per_class: int, seed: int) -> dict[str, list[tupl
         idx = np.flatnonzero(y == label)
         chosen = rng.sample([int(i) for i in idx], min(per_class, len(idx)))
         out[c] = [(f"#{i}", x[i][..., 0] if x.shape[-1] == 1 else x[i]) for i in chosen]
+    return out
+
+
+def thumbnail_strip(images: list[np.ndarray], cell: int = 72, gap: int = 6) -> np.ndarray:
+    """Images side by side as one RGBA picture, each fitted into a cell×cell square (small ones enlarged without
+    blurring), on a transparent background. The Datasets page shows one strip per class: the browser fetches
+    10 pictures instead of 80 (0.5 s instead of 1.3 s from sending them to all drawn, measured on 2 busy cores)."""
+    out = np.zeros((cell, max(0, len(images) * (cell + gap) - gap), 4), np.uint8)
+    for i, a in enumerate(images):
+        img = Image.fromarray(np.asarray(a, np.uint8)).convert("RGBA")
+        scale = cell / max(img.size)
+        w, h = max(1, round(img.width * scale)), max(1, round(img.height * scale))
+        img = img.resize((w, h), Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS)
+        x, y = i * (cell + gap) + (cell - w) // 2, (cell - h) // 2
+        out[y : y + h, x : x + w] = np.asarray(img)
     return out
 
 
