@@ -3,6 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 PORT   ?= 8501
+TEST_WORKERS ?= 2  # pytest-xdist processes; browser tests share one of them (xdist_group)
 
 .PHONY: run test test-fast lint bench clean
 
@@ -23,13 +24,13 @@ test: $(VENV)/.installed-dev  ## set up and run the whole suite: lint, types (my
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: $(VENV)/.installed-dev  ## the inner loop (<= 2 minutes): lint and every test not marked slow or e2e
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	$(PY) -m pytest -m "not slow and not e2e" -q
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not e2e" -q
 
 bench: $(VENV)/.installed-dev
 	$(PY) bench/run_all.py

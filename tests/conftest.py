@@ -36,3 +36,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
         if name in SLOW_FILES or name.startswith("test_page_") or item.path.parent.name == "e2e":
             item.add_marker(pytest.mark.slow)
+        # pytest-xdist (`make test` runs 2 workers, --dist loadgroup): one worker runs every browser test in turn
+        # (one Chromium, one server at a time); other files go whole to a worker, so module fixtures (a trained
+        # run) are built once
+        group = "browser" if item.path.parent.name == "e2e" else name
+        item.add_marker(pytest.mark.xdist_group(group))
