@@ -16,6 +16,7 @@ if __name__ == "__main__":
         "bench_inspect.py",
         "bench_distribute.py",
         "bench_decode_cache.py",
+        "bench_timelapse.py",
     ):
         print(f"\n######## {script}", flush=True)
         if subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], cwd=HERE.parent).returncode:
