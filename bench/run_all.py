@@ -18,6 +18,7 @@ if __name__ == "__main__":
         "bench_distribute.py",
         "bench_decode_cache.py",
         "bench_seed_baseline.py",
+        "bench_timelapse.py",
     ):
         print(f"\n######## {script}", flush=True)
         if subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], cwd=HERE.parent).returncode:

@@ -61,6 +61,7 @@ def _request(args):
         image_size=tuple(args.image_size) if args.image_size else None, channels=args.channels,
         class_weights=args.class_weights, early_stopping=args.early_stopping, restore_best=not args.no_restore_best,
         target_accuracy=args.target_accuracy, weights=args.weights, limit=args.limit, strategy=args.strategy or "default",
+        pinned=args.pin,
     )  # fmt: skip
 
 
@@ -208,6 +209,19 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_timelapse(args) -> int:
+    from core.analysis import timelapse_frames
+    from core.training import runs
+
+    run = runs.get_run(args.run)
+    timelapse_frames.require_index(run.path)  # refused before TensorFlow loads
+    timelapse_frames.target_folder(run.path, Path(args.out))
+    folder, count = timelapse_frames.write_frames(run.path, Path(args.out))
+    print(f"{count} frames and a GIF per pinned image in:", file=sys.stderr)
+    print(folder)
+    return 0
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse prints a usage block and then the error; a person gets the one line that says what is wrong."""
 
@@ -254,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="at most this many images per split")
     p.add_argument("--strategy", choices=options.STRATEGIES,
                    help="default: one device; with --run, the run's own strategy")  # fmt: skip
+    p.add_argument("--pin", action="append", metavar="IMAGE",
+                   help="a validation image the time-lapse follows (repeat; default: one per class)")  # fmt: skip
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("runs", help="list runs (with warnings); delete, restore, rename or annotate one")
@@ -285,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="a new path, or an existing folder to write a new export into "
                    "(default: runs/ID/exports/)")  # fmt: skip
     p.set_defaults(fn=cmd_export)
+    p = sub.add_parser("timelapse", help="a run's time-lapse as PNG frames and a GIF per pinned image")
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", required=True, help="a new folder, or an existing one to write a new folder into")
+    p.set_defaults(fn=cmd_timelapse)
     return ap
 
 

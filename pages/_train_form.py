@@ -13,7 +13,10 @@ from typing import Any
 import streamlit as st
 
 from core import options
+from core.data import datasets
+from core.errors import UserError
 from core.models import architectures
+from core.training import pinned
 from core.training.trainer import TrainRequest
 from pages import _shared
 
@@ -50,6 +53,33 @@ def _builder_controls() -> tuple:
         batch_norm=_kept(c[3].toggle, "Batch norm", "b_bn", False),
     )
     return tuple(spec.__dict__.values())
+
+
+MAX_PIN_OPTIONS = 3000  # a multiselect of every validation file of a huge dataset would be slow to send
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _validation_files(dataset: str, val_split: float, seed: int) -> list[str]:
+    try:
+        return pinned.validation_files(datasets.get_dataset(dataset), val_split, seed)[:MAX_PIN_OPTIONS]
+    except UserError:
+        return []
+
+
+def _pinned(dataset: str, val_split: float, seed: int) -> list[str] | None:
+    """The time-lapse's pinned images: validation files of a folder dataset; blank means one per class."""
+    files = _validation_files(dataset, val_split, seed)
+    if not files:
+        st.caption("Time-lapse: one validation image per class is recorded every epoch (see Inspect).")
+        return None
+    kept = [f for f in st.session_state.get(KEEP_PREFIX + "pinned", []) if f in files]
+    value = st.multiselect(
+        "Time-lapse images (validation split; blank: one per class)", files, default=kept,
+        key=f"pinned_{dataset}_{val_split}_{seed}", max_selections=pinned.MAX_PINNED,
+        help="Inspect plays back each epoch's feature maps, Grad-CAM and probabilities for these images",
+    )  # fmt: skip
+    st.session_state[KEEP_PREFIX + "pinned"] = value
+    return list(value) or None
 
 
 def _image_size(text: str) -> tuple[int, ...] | None:
@@ -89,6 +119,7 @@ def form(dataset: str) -> TrainRequest | None:
         weights = _kept(
             c[3].text_input, "Transfer weights: imagenet, random or a file path", "weights", "imagenet"
         )
+        pins = _pinned(dataset, float(val_split), int(seed))
     try:
         image_size = _image_size(size)
     except ValueError:
@@ -98,6 +129,6 @@ def form(dataset: str) -> TrainRequest | None:
         dataset=dataset, preset=preset, epochs=int(epochs), batch_size=int(batch), optimizer=opt, learning_rate=lr,
         seed=int(seed), val_split=val_split, image_size=image_size, early_stopping=int(patience),
         restore_best=restore, target_accuracy=target or None, weights=weights.strip() or "imagenet",
-        class_weights=None if cw == "preset default" else cw,
+        class_weights=None if cw == "preset default" else cw, pinned=pins,
         builder=dict(zip(architectures.BuilderSpec.__dataclass_fields__, builder, strict=True)) if builder else None,
     )  # fmt: skip

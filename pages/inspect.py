@@ -10,7 +10,7 @@ from core.analysis import inspection, prediction
 from core.data import images
 from core.errors import UserError
 from core.models import loading
-from pages import _image_input, _inspect_overview, _model_input, _shared
+from pages import _image_input, _inspect_overview, _inspect_timelapse, _model_input, _shared
 
 MAX_MAPS = 64  # wider layers get unreadable; the caption says how many are left out
 CELL = 56  # feature maps are upscaled (nearest-neighbour) to about this many pixels a side
@@ -108,6 +108,7 @@ def main() -> None:
     if picked is None:
         return
     lm, dataset, model_key = picked
+    _inspect_timelapse.render()
     c = lm.input_shape[2]
     items = _image_input.pick_images("ins", c, dataset, multiple=False)
     if not items:

@@ -8,7 +8,7 @@ from core.errors import UserError
 from core.models import architectures
 from core.training import jobs, progress, runs
 from core.training.trainer import resolve
-from pages import _runs_view, _shared, _train_form
+from pages import _runs_view, _shared, _train_dynamics, _train_form
 
 
 @st.cache_resource(max_entries=8, show_spinner="Building the model…")
@@ -89,6 +89,7 @@ def main() -> None:
     watched = st.query_params.get("run") or st.session_state.get("watch_run")
     if watched:
         _live(watched)
+    _train_dynamics.render()
     _runs_view.render()
     _runs_view.export_active()
 

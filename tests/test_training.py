@@ -92,10 +92,15 @@ def test_stop_request_ends_a_job_as_stopped_with_a_loadable_model():
     loading.load_run_model(final)  # raises if unloadable
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file under a run folder (the time-lapse is a sub-folder) with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def test_sigkill_leaves_no_model_that_fails_to_load_and_is_marked_failed():
     make_dataset("earlier", per_class=6)
     earlier = train_tiny_run("earlier")
-    before = {p.name: p.read_bytes() for p in earlier.path.iterdir()}
+    before = _files(earlier.path)
     run = _slow_job("killme")
     assert wait_for(lambda: (run.path / "model.keras").exists(), 180), "no epoch finished"
     time.sleep(0.3)
@@ -108,7 +113,7 @@ def test_sigkill_leaves_no_model_that_fails_to_load_and_is_marked_failed():
     for tmp in run.path.glob(".model.keras.*"):
         assert tmp.name != "model.keras"
     # every earlier run is intact and loadable
-    assert {p.name: p.read_bytes() for p in earlier.path.iterdir()} == before
+    assert _files(earlier.path) == before
     assert jobs.get(earlier.run_id).state == "completed"
     loading.load_run_model(jobs.get(earlier.run_id))
 

@@ -39,6 +39,7 @@ class RunConfig:
     builder: dict[str, Any] | None = None  # the small builder's numbers (preset "custom")
     limit: int | None = None  # at most this many images per split
     strategy: str = "default"
+    pinned: list[str] | None = None  # time-lapse images (validation split); None = one per class, [] = none
     dataset_title: str = ""
     preset_title: str = ""
     preprocessing: str = PREPROCESSING
@@ -53,6 +54,10 @@ class RunConfig:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         out["input_shape"] = list(self.input_shape)
         out["class_names"] = list(self.class_names)
+        if (
+            self.pinned is None
+        ):  # the default, left out so a config written before it existed reads back unchanged
+            del out["pinned"]
         return {**self.extra, **out}
 
     @classmethod
@@ -79,6 +84,11 @@ class RunConfig:
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise ValueError("class_names must be a list of strings")
             values["class_names"] = list(names)
+        if values.get("pinned") is not None:
+            pins = values["pinned"]
+            if not isinstance(pins, list) or not all(isinstance(n, str) for n in pins):
+                raise ValueError("pinned must be a list of strings")
+            values["pinned"] = list(pins)
         return cls(**values, extra=extra)
 
     def replace(self, **changes: Any) -> RunConfig:

@@ -20,6 +20,7 @@ from core.data import datasets
 from core.errors import UserError, first_line
 from core.models import architectures
 from core.training import runs
+from core.training.pinned import check_pinned
 from core.training.run_config import RunConfig
 from core.training.runs import process_start_time  # noqa: F401  (kept here too: tests and pages import it from training)
 
@@ -51,6 +52,7 @@ class TrainRequest:
     builder: dict[str, Any] | None = None
     limit: int | None = None  # cap on images per split (quick experiments, tests)
     strategy: str = "default"
+    pinned: list[str] | None = None  # time-lapse images of the validation split; None: one per class
 
 
 def _image_size(req: TrainRequest, preset, dataset_hw: tuple[int, int]) -> tuple[int, int]:
@@ -137,6 +139,7 @@ def resolve(req: TrainRequest) -> RunConfig:
     for ok, msg in checks:
         if not ok:
             raise UserError(msg)
+    pinned = check_pinned(info, req.pinned, val_split, seed)
     num_classes = len(info.class_names)
     kind = architectures.output_kind(req.preset, num_classes)
     return RunConfig(
@@ -162,6 +165,7 @@ def resolve(req: TrainRequest) -> RunConfig:
         builder=req.builder,
         limit=limit,
         strategy=req.strategy,
+        pinned=pinned,
     )
 
 
@@ -380,7 +384,7 @@ def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | Non
         writer = ProgressWriter(
             out, echo=echo if is_chief else None, save_each_epoch=True, meta=cfg.to_dict()
         )
-        callbacks: list = [health, stopper, writer]
+        callbacks: list = [health, stopper, *_recorders(cfg, out, train, val, is_chief), writer]
         monitor = "val_loss" if val_ds is not None else "loss"
         if cfg.early_stopping:
             # with validation, TrainingHealth keeps the best epoch by val_accuracy, early stopping or not
@@ -439,6 +443,21 @@ def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | Non
     finally:
         if not is_chief:
             shutil.rmtree(out, ignore_errors=True)
+
+
+def _recorders(cfg: RunConfig, out: Path, train, val, is_chief: bool) -> list:
+    """The time-lapse and the training dynamics, recorded by the chief alone. Placed before the progress
+    writer, so an epoch's `seconds` in progress.jsonl include what recording it cost."""
+    if not is_chief:
+        return []
+    from core.training import pinned
+    from core.training.dynamics import Dynamics
+    from core.training.timelapse import TimeLapse
+
+    h, w, c = cfg.input_shape
+    pins = pinned.choose(cfg, val)
+    probe = pinned.probe_images(train, cfg.seed, (h, w), c)
+    return [TimeLapse(out, pins, list(cfg.class_names), cfg.output_kind), Dynamics(out, probe)]
 
 
 def _final(run: runs.Run, out, **fields: Any) -> dict[str, Any]:

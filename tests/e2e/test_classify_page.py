@@ -76,3 +76,24 @@ def test_bad_uploads_in_the_browser_answer_with_a_message(trained_server, page, 
     assert "not an image" in text and "empty" in text and "image too large: 1600 megapixels" in text, text
     expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the good image still classifies
     assert page.get_by_test_id("stException").count() == 0
+
+
+def test_inspect_time_lapse_epoch_slider_scrubs(trained_server, page):
+    """The run above recorded a time-lapse; moving the epoch slider changes the epoch shown."""
+    page.goto(f"{trained_server.url}/inspect")
+    expect(page.get_by_role("heading", name="Inspect")).to_be_visible(timeout=90_000)
+    page.get_by_text("Time-lapse: watch this run learn").click()  # the toggle
+    expect(page.get_by_text("conv2d_0 · epoch 4: 16 maps of 28×28")).to_be_visible(timeout=60_000)
+    thumb = page.get_by_role("slider")
+    expect(thumb).to_have_count(1)
+    thumb.focus()
+    thumb.press("Home")
+    expect(page.get_by_text("conv2d_0 · before training: 16 maps of 28×28")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("conv2d_0 · epoch 4:")).to_have_count(0)
+    thumb.press("ArrowRight")
+    expect(page.get_by_text("conv2d_0 · epoch 1: 16 maps of 28×28")).to_be_visible(timeout=30_000)
+    expect(
+        page.get_by_text(re.compile(r"^Grad-CAM for .+, epoch 1$|^epoch 1: Grad-CAM found no region"))
+    ).to_be_visible()
+    assert page.get_by_test_id("stException").count() == 0
+    screenshot(page, "inspect-timelapse")
