@@ -222,6 +222,18 @@ def cmd_timelapse(args) -> int:
     return 0
 
 
+def cmd_filters(args) -> int:
+    from core.analysis import png_out
+
+    out = png_out.check(Path(args.out))  # in a second, before TensorFlow loads and minutes of work
+    from core.analysis import filter_viz
+
+    grid, meta, cached = filter_viz.run_filter_grid(args.run, args.layer, iterations=args.iterations)
+    filter_viz.write_new_png(out, grid, meta)
+    print(f"{out}  ({filter_viz.describe(meta)}{'; from the run cache' if cached else ''})")
+    return 0
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse prints a usage block and then the error; a person gets the one line that says what is wrong."""
 
@@ -305,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True)
     p.add_argument("--out", required=True, help="a new folder, or an existing one to write a new folder into")
     p.set_defaults(fn=cmd_timelapse)
+    p = sub.add_parser("filters", help="what each filter of a conv layer responds to most, as a PNG")
+    p.add_argument("--run", required=True)
+    p.add_argument("--layer", required=True, help="a conv layer name (base/inner inside a pretrained base)")
+    p.add_argument("--out", required=True, help="a new .png file (an existing one is never replaced)")
+    p.add_argument("--iterations", type=int, default=30, help="gradient-ascent steps per filter (1..200)")
+    p.set_defaults(fn=cmd_filters)
     return ap
 
 

@@ -10,8 +10,8 @@ import streamlit as st
 from core.analysis import evaluation, evaluation_runs
 from core.errors import UserError
 from core.training import runs
+from pages import _evaluate_projector, _run_notices, _shared
 from pages import _evaluate_views as views
-from pages import _run_notices, _shared
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the saved evaluation…")
@@ -146,6 +146,7 @@ def main() -> None:
         _drill_down(run, result)
         _mistakes(run, result)
         views.embeddings(result)
+        _evaluate_projector.show(run, result)
     except UserError as exc:
         _shared.error(exc)
 

@@ -10,7 +10,7 @@ from core.analysis import inspection, prediction
 from core.data import images
 from core.errors import UserError
 from core.models import loading
-from pages import _image_input, _inspect_overview, _inspect_timelapse, _model_input, _shared
+from pages import _image_input, _inspect_filters, _inspect_overview, _inspect_timelapse, _model_input, _shared
 
 MAX_MAPS = 64  # wider layers get unreadable; the caption says how many are left out
 CELL = 56  # feature maps are upscaled (nearest-neighbour) to about this many pixels a side
@@ -113,7 +113,7 @@ def main() -> None:
     items = _image_input.pick_images("ins", c, dataset, multiple=False)
     if not items:
         st.info("Pick an image above to look inside the model.", icon=":material/image:")
-        return
+        return _inspect_filters.show(lm, model_key)  # needs no image
     name, src = _image_input.as_sources(items)[0]
     try:
         x, seen = prediction.prepare_for(lm, src, name)
@@ -124,6 +124,7 @@ def main() -> None:
         _dense(lm, x)
     except UserError as exc:
         _shared.error(exc)
+    _inspect_filters.show(lm, model_key)
 
 
 main()
