@@ -19,6 +19,8 @@ if __name__ == "__main__":
         "bench_decode_cache.py",
         "bench_seed_baseline.py",
         "bench_timelapse.py",
+        "bench_filters.py",
+        "bench_projector.py",
     ):
         print(f"\n######## {script}", flush=True)
         if subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], cwd=HERE.parent).returncode:
