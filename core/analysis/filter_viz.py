@@ -128,17 +128,6 @@ def _find(model: keras.Model, name: str) -> FilterLayer:
     raise UserError(f"this model has no convolution layer named {name!r}; choose one of: {shown}")
 
 
-def _node_inputs(model: keras.Model, layer: keras.layers.Layer) -> Any:
-    """The symbolic tensor feeding `layer` inside `model`'s graph (a nested base's input in the outer model)."""
-    graph = inspection._graph_of(model)
-    for nodes in getattr(graph, "_nodes_by_depth", {}).values():
-        for node in nodes:
-            if node.operation is layer:
-                ins = node.input_tensors
-                return ins[0] if len(ins) == 1 else None
-    return None
-
-
 def _feature_model(model: keras.Model, name: str) -> keras.Model:
     """Raw pixels -> the named layer's output, through the outer model's preprocessing for a nested layer."""
     inputs = inspection._model_inputs(model)
@@ -149,7 +138,7 @@ def _feature_model(model: keras.Model, name: str) -> keras.Model:
     inner = keras.Model(
         inspection._model_inputs(base), inspection._layer_output(base, base.get_layer(inner_name))
     )
-    feed = _node_inputs(model, base)
+    feed = inspection._layer_input(model, base)  # a nested base's input in the outer model
     if feed is None:
         raise UserError(f"cannot visualise {name!r}: its base {base_name!r} is not fed by a single tensor")
     if feed is inputs:
