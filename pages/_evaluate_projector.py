@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
@@ -22,6 +23,8 @@ from pages import _shared
 
 COLOUR_BY = {"label": "true label", "prediction": "prediction", "correct": "correctness"}
 THUMB_MAX = 300  # thumbnails are one <image> each; above this many points the plot draws dots
+HOVER_SIDE = 84  # small images are enlarged (nearest neighbour) to about this many pixels for the tooltip
+HOVER_MAX = 2000  # images on hover travel with the chart's data (a small PNG each); above this, labels only
 OPEN_SIDE = 196
 
 
@@ -35,6 +38,7 @@ def _thumbnails(run_id: str, stamp: tuple[int, ...], indices: tuple[int, ...]) -
     out = []
     for a in evaluation_runs.sample_images(run, result, np.asarray(indices, dtype=np.int64)):
         buf = io.BytesIO()
+        a = images.upscale_to(a, HOVER_SIDE)  # a 28×28 image is readable in a tooltip at 3×
         Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(buf, format="PNG")
         out.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
     return out
@@ -96,12 +100,43 @@ def figure(result: evaluation.EvaluationResult, proj: projector.Projection, by: 
     return figures.clear_toolbar(fig, legend="right")
 
 
+def hover_chart(result: evaluation.EvaluationResult, proj: projector.Projection, by: str,
+                pics: Sequence[str]) -> tuple[list[dict], dict]:  # fmt: skip
+    """(rows, Vega-Lite spec) of a 2-D projection whose tooltip shows each point's image: plotly's hover labels
+    cannot hold an image, Vega's tooltip draws a field named `image` as one. A click selects the point."""
+    idx, xy = proj.indices, proj.coords
+    names, group = _groups(result, idx, by)
+    cls = result.class_names
+    rows = [{"x": float(xy[k, 0]), "y": float(xy[k, 1]), "group": names[int(group[k])], "sample": int(i),
+             "image": pics[k], "point": f"#{i} · true {cls[result.labels[i]]} · predicted "
+             f"{cls[result.predictions[i]]} ({result.confidence[i]:.0%})"} for k, i in enumerate(idx)]  # fmt: skip
+    method = projector.METHODS[proj.method]
+    colour: dict = {"field": "group", "type": "nominal", "title": COLOUR_BY[by], "sort": names}
+    if by == "correct":
+        colour["scale"] = {"domain": ["correct", "wrong"], "range": ["#2e7d32", "#d32f2f"]}
+    spec = {
+        "height": 520,
+        "mark": {"type": "circle", "size": 50, "opacity": 0.85},
+        "params": [{"name": "pick", "select": {"type": "point", "fields": ["sample"], "on": "click"}}],
+        "encoding": {
+            "x": {"field": "x", "type": "quantitative", "title": f"{method} 1", "scale": {"zero": False}},
+            "y": {"field": "y", "type": "quantitative", "title": f"{method} 2", "scale": {"zero": False}},
+            "color": colour,
+            "tooltip": [{"field": "image", "type": "nominal"}, {"field": "point", "type": "nominal"}],
+        },
+    }
+    return rows, spec
+
+
 def picked_sample(state: object) -> int | None:
     """The evaluation sample of the point a person clicked (customdata), from the chart's selection state."""
     try:
-        point = state["selection"]["points"][0]  # type: ignore[index]
-    except (KeyError, IndexError, TypeError):
+        selection = state["selection"]  # type: ignore[index]
+        point = (selection.get("points") or selection.get("pick") or [])[0]
+    except (KeyError, IndexError, TypeError, AttributeError):
         return None
+    if isinstance(point, dict) and "sample" in point:
+        point = {"customdata": point["sample"]}
     data = point.get("customdata")
     if isinstance(data, dict):
         data = data.get("0")
@@ -146,9 +181,9 @@ def _open(run: runs.Run, result: evaluation.EvaluationResult, sample: int) -> No
         st.plotly_chart(fig, key="proj_probs", config={"displayModeBar": False})
 
 
-def _controls(n: int) -> tuple[str, int, str, int, bool]:
+def _controls(n: int) -> tuple[str, int, str, int, bool, bool]:
     """Method, view, colour, points (a choice only when the evaluation has more than the smallest sample)."""
-    c1, c2, c3, c4, c5 = st.columns([1.4, 0.8, 1.1, 1.0, 1.0])
+    c1, c2, c3, c4, c5, c6 = st.columns([1.4, 0.8, 1.1, 1.0, 1.0, 1.0])
     method = c1.segmented_control("Method", list(projector.METHODS), format_func=projector.METHODS.get,
                                   required=True, key="proj_method", default="pca")  # fmt: skip
     dims = c2.segmented_control("View", [2, 3], format_func=lambda d: f"{d}-D", required=True, key="proj_dims",
@@ -163,7 +198,9 @@ def _controls(n: int) -> tuple[str, int, str, int, bool]:
                           help="t-SNE and UMAP take much longer on more points; each size is kept once computed.")  # fmt: skip
     thumbs = c5.toggle("Thumbnails", key="proj_thumbs", disabled=int(points) > THUMB_MAX,
                        help=f"Draw each point as its image: 2-D views of at most {THUMB_MAX} images.")  # fmt: skip
-    return str(method or "pca"), int(dims or 2), str(by), int(points), bool(thumbs)
+    hover = c6.toggle("Image on hover", key="proj_hover", disabled=int(points) > HOVER_MAX,
+                      help=f"Hovering a point shows its image: 2-D views of at most {HOVER_MAX:,} images.")  # fmt: skip
+    return str(method or "pca"), int(dims or 2), str(by), int(points), bool(thumbs), bool(hover)
 
 
 COST = {  # measured on this project's 2-core machine (README): what to expect before pressing the button
@@ -177,14 +214,15 @@ COST = {  # measured on this project's 2-core machine (README): what to expect b
 def show(run: runs.Run, result: evaluation.EvaluationResult) -> None:
     st.subheader("Embedding projector")
     n = result.num_samples
-    method, dims, by, points, thumbs = _controls(n)
+    method, dims, by, points, thumbs, hover = _controls(n)
     name = projector.METHODS[method]
     sampled = (
         f"a random {points:,} of the {n:,} evaluated images" if points < n else f"all {n:,} evaluated images"
     )
     st.caption(f"Outputs of layer **{result.embedding_layer}** for {sampled}, laid out by {name}. PCA keeps "
                "global distances; t-SNE and UMAP keep neighbourhoods (clusters), not distances between them. "
-               "Hover a point for its labels; click one (2-D) or pick it below to open it.")  # fmt: skip
+               "Hover a point for its labels (and its image, with Image on hover); click one (2-D) or pick it below "
+               "to open it.")  # fmt: skip
     if method == "umap" and not projector.umap_available():
         st.info(projector.UMAP_MISSING + ".", icon=":material/info:")
         return
@@ -201,7 +239,7 @@ def show(run: runs.Run, result: evaluation.EvaluationResult) -> None:
         proj = _compute(run, result, method, dims, points)
         if proj is None:
             return
-    _draw(run, result, proj, by, thumbs and dims == 2)
+    _draw(run, result, proj, by, thumbs and dims == 2, hover and dims == 2)
 
 
 def _compute(
@@ -229,28 +267,34 @@ def _compute(
     return proj
 
 
-def _draw(
-    run: runs.Run, result: evaluation.EvaluationResult, proj: projector.Projection, by: str, thumbs: bool
-) -> None:
+def _draw(run: runs.Run, result: evaluation.EvaluationResult, proj: projector.Projection, by: str, thumbs: bool,
+          hover: bool = False) -> None:  # fmt: skip
     stamp = evaluation_runs.stamp(run)
     pics = None
-    if thumbs and len(proj.indices) <= THUMB_MAX:
+    wanted = (thumbs and len(proj.indices) <= THUMB_MAX) or (hover and len(proj.indices) <= HOVER_MAX)
+    if wanted:
         try:
             pics = _thumbnails(run.run_id, stamp, tuple(int(i) for i in proj.indices)) or None
         except UserError as exc:
             _shared.error(exc)
-    clicked = picked_sample(st.session_state.get("proj_chart"))
+    hover = hover and pics is not None
+    clicked = picked_sample(st.session_state.get("proj_hover_chart" if hover else "proj_chart"))
     if clicked is not None and clicked != st.session_state.get("proj_clicked"):
         st.session_state.proj_clicked = clicked  # a new click opens its point; the number input follows it
         st.session_state.proj_open = clicked
     opened = st.session_state.get("proj_open")
     if opened is not None and not 0 <= opened < result.num_samples:  # another run's evaluation
         st.session_state.proj_open = opened = None
-    fig = figure(result, proj, by, pics, opened)
-    if proj.dims == 2:
+    if hover and pics is not None:
+        rows, spec = hover_chart(result, proj, by, pics)
+        st.vega_lite_chart(
+            pd.DataFrame(rows), spec, key="proj_hover_chart", on_select="rerun", selection_mode="pick"
+        )
+    elif proj.dims == 2:
+        fig = figure(result, proj, by, pics if thumbs else None, opened)
         st.plotly_chart(fig, key="proj_chart", on_select="rerun", selection_mode="points")
     else:
-        st.plotly_chart(fig, key="proj_chart3")
+        st.plotly_chart(figure(result, proj, by, None, opened), key="proj_chart3")
     note = "; cached in the run" if proj.cached else ""
     st.caption(
         f"{len(proj.indices):,} points · {projector.METHODS[proj.method]} took {proj.seconds:.1f}s{note}."

@@ -68,6 +68,18 @@ def test_compute_pick_method_and_colour_then_open_a_point(trained, isolated_dirs
         "data:image/png"
     )
 
+    at.toggle(key="proj_hover").set_value(True)  # Vega's tooltip draws the field named "image" as the image
+    at = page.run()
+    (chart,) = at.get("vega_lite_chart")
+    spec = json.loads(chart.proto.spec)
+    assert {"field": "image", "type": "nominal"} in spec["encoding"]["tooltip"] and spec["params"][0][
+        "name"
+    ] == "pick"
+    with pytest.raises(AssertionError, match="no projector chart"):
+        _projector_spec(at)  # the Vega chart replaces the plotly one
+    assert picked_sample({"selection": {"pick": [{"sample": 3}]}}) == 3  # a click on the Vega chart
+    at.toggle(key="proj_hover").set_value(False)
+
     at.number_input(key="proj_open").set_value(1)  # what a click on point #1 does, through the same state
     at = page.run()
     captions = [c for img in at.image for c in img.captions]

@@ -97,3 +97,30 @@ def test_inspect_time_lapse_epoch_slider_scrubs(trained_server, page):
     ).to_be_visible()
     assert page.get_by_test_id("stException").count() == 0
     screenshot(page, "inspect-timelapse")
+
+
+def test_projector_image_on_hover(trained_server, page):
+    """Evaluate's projector with "Image on hover": hovering a point shows that image in the tooltip."""
+    page.goto(f"{trained_server.url}/evaluate")
+    expect(page.get_by_role("heading", name="Embedding projector")).to_be_visible(timeout=180_000)
+    page.get_by_role("button", name="Compute PCA 2-D").click()
+    page.get_by_text("Image on hover", exact=True).click()  # the toggle
+    chart = page.get_by_test_id("stVegaLiteChart")
+    expect(chart).to_be_visible(timeout=60_000)
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
+    assert box is not None
+    tooltip_image = page.locator("#vg-tooltip-element img")
+    for fy in [i / 24 for i in range(2, 22)]:  # sweep the plot until the pointer lands on a point
+        for fx in [i / 24 for i in range(3, 20)]:
+            page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+            if tooltip_image.count() and tooltip_image.first.is_visible():
+                break
+        else:
+            continue
+        break
+    expect(tooltip_image.first).to_be_visible()
+    assert tooltip_image.first.get_attribute("src").startswith("data:image/png;base64,")
+    expect(page.locator("#vg-tooltip-element")).to_contain_text("predicted")
+    assert page.get_by_test_id("stException").count() == 0
+    screenshot(page, "evaluate-projector-hover")
