@@ -3,27 +3,21 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import time
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from PIL import Image
 
-from core import figures
-from core.analysis import evaluation, evaluation_runs, prediction, projector
+from core.analysis import evaluation, evaluation_runs, prediction, projector, projector_charts
+from core.analysis.projector_charts import COLOUR_BY, figure, hover_chart, picked_sample
 from core.data import images
 from core.errors import UserError
 from core.training import runs
 from pages import _shared
 
-COLOUR_BY = {"label": "true label", "prediction": "prediction", "correct": "correctness"}
 THUMB_MAX = 300  # thumbnails are one <image> each; above this many points the plot draws dots
-HOVER_SIDE = 84  # small images are enlarged (nearest neighbour) to about this many pixels for the tooltip
 HOVER_MAX = 2000  # images on hover travel with the chart's data (a small PNG each); above this, labels only
 OPEN_SIDE = 196
 
@@ -35,117 +29,9 @@ def _thumbnails(run_id: str, stamp: tuple[int, ...], indices: tuple[int, ...]) -
     result = evaluation_runs.cached_result(run)
     if result is None:
         return []
-    out = []
-    for a in evaluation_runs.sample_images(run, result, np.asarray(indices, dtype=np.int64)):
-        buf = io.BytesIO()
-        a = images.upscale_to(a, HOVER_SIDE)  # a 28×28 image is readable in a tooltip at 3×
-        Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(buf, format="PNG")
-        out.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
-    return out
-
-
-def _groups(result: evaluation.EvaluationResult, idx: np.ndarray, by: str) -> tuple[list[str], np.ndarray]:
-    """(group names in legend order, group of each point)."""
-    if by == "correct":
-        wrong = (result.labels[idx] != result.predictions[idx]).astype(np.int64)
-        return ["correct", "wrong"], wrong
-    return list(result.class_names), (result.labels if by == "label" else result.predictions)[idx]
-
-
-def figure(result: evaluation.EvaluationResult, proj: projector.Projection, by: str,
-           thumbs: Sequence[str] | None = None, opened: int | None = None) -> go.Figure:  # fmt: skip
-    """One WebGL trace per group (legend toggles a class); customdata is the evaluation sample of each point."""
-    idx, xyz = proj.indices, proj.coords
-    names, group = _groups(result, idx, by)
-    cls = np.asarray(result.class_names, dtype=object)
-    hover = [f"#{i} · true {cls[result.labels[i]]} · predicted {cls[result.predictions[i]]} "
-             f"({result.confidence[i]:.0%})" for i in idx]  # fmt: skip
-    palette = {"correct": "#2e7d32", "wrong": "#d32f2f"}
-    fig = go.Figure()
-    three = proj.dims == 3
-    for g, name in enumerate(names):
-        mask = group == g
-        if not mask.any():
-            continue
-        common = dict(name=name, customdata=idx[mask], hovertext=[hover[k] for k in np.flatnonzero(mask)],
-                      hovertemplate="%{hovertext}<extra></extra>")  # fmt: skip
-        colour = palette.get(name)
-        if three:
-            fig.add_trace(go.Scatter3d(x=xyz[mask, 0], y=xyz[mask, 1], z=xyz[mask, 2], mode="markers",
-                                       marker=dict(size=3, opacity=0.8, color=colour), **common))  # fmt: skip
-        else:
-            fig.add_trace(go.Scattergl(x=xyz[mask, 0], y=xyz[mask, 1], mode="markers",
-                                       marker=dict(size=9 if thumbs else 6, opacity=0.85, color=colour), **common))  # fmt: skip
-    if thumbs and not three:
-        span = float(max(np.ptp(xyz[:, 0]), np.ptp(xyz[:, 1]), 1e-9))
-        size = span / 18
-        for (x, y), src in zip(xyz[:, :2], thumbs, strict=True):  # top-left at the point; the dot marks it
-            fig.add_layout_image(source=src, x=float(x), y=float(y), xref="x", yref="y", sizex=size, sizey=size,
-                                 xanchor="left", yanchor="top", layer="below", sizing="contain")  # fmt: skip
-    if opened is not None and not three and opened in set(idx.tolist()):
-        k = int(np.flatnonzero(idx == opened)[0])
-        fig.add_trace(go.Scattergl(x=[xyz[k, 0]], y=[xyz[k, 1]], mode="markers", name="opened", hoverinfo="skip", showlegend=False,
-                                   marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color="#e4572e", width=3))))  # fmt: skip
-    method = projector.METHODS[proj.method]
-    if three:
-        fig.update_layout(height=560, scene=dict(xaxis_title=f"{method} 1", yaxis_title=f"{method} 2",
-                                                 zaxis_title=f"{method} 3"))  # fmt: skip
-    else:
-        fig.update_layout(
-            height=520, xaxis_title=f"{method} 1", yaxis_title=f"{method} 2", clickmode="event+select"
-        )
-    fig.update_layout(
-        legend=dict(itemsizing="constant", title=COLOUR_BY[by]), margin=dict(l=0, r=0, t=10, b=0)
+    return projector_charts.data_uris(
+        evaluation_runs.sample_images(run, result, np.asarray(indices, dtype=np.int64))
     )
-    return figures.clear_toolbar(fig, legend="right")
-
-
-def hover_chart(result: evaluation.EvaluationResult, proj: projector.Projection, by: str,
-                pics: Sequence[str]) -> tuple[list[dict], dict]:  # fmt: skip
-    """(rows, Vega-Lite spec) of a 2-D projection whose tooltip shows each point's image: plotly's hover labels
-    cannot hold an image, Vega's tooltip draws a field named `image` as one. A click selects the point."""
-    idx, xy = proj.indices, proj.coords
-    names, group = _groups(result, idx, by)
-    cls = result.class_names
-    rows = [{"x": float(xy[k, 0]), "y": float(xy[k, 1]), "group": names[int(group[k])], "sample": int(i),
-             "image": pics[k], "point": f"#{i} · true {cls[result.labels[i]]} · predicted "
-             f"{cls[result.predictions[i]]} ({result.confidence[i]:.0%})"} for k, i in enumerate(idx)]  # fmt: skip
-    method = projector.METHODS[proj.method]
-    colour: dict = {"field": "group", "type": "nominal", "title": COLOUR_BY[by], "sort": names}
-    if by == "correct":
-        colour["scale"] = {"domain": ["correct", "wrong"], "range": ["#2e7d32", "#d32f2f"]}
-    spec = {
-        "height": 520,
-        "mark": {"type": "circle", "size": 50, "opacity": 0.85},
-        "params": [{"name": "pick", "select": {"type": "point", "fields": ["sample"], "on": "click"}}],
-        "encoding": {
-            "x": {"field": "x", "type": "quantitative", "title": f"{method} 1", "scale": {"zero": False}},
-            "y": {"field": "y", "type": "quantitative", "title": f"{method} 2", "scale": {"zero": False}},
-            "color": colour,
-            "tooltip": [{"field": "image", "type": "nominal"}, {"field": "point", "type": "nominal"}],
-        },
-    }
-    return rows, spec
-
-
-def picked_sample(state: object) -> int | None:
-    """The evaluation sample of the point a person clicked (customdata), from the chart's selection state."""
-    try:
-        selection = state["selection"]  # type: ignore[index]
-        point = (selection.get("points") or selection.get("pick") or [])[0]
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return None
-    if isinstance(point, dict) and "sample" in point:
-        point = {"customdata": point["sample"]}
-    data = point.get("customdata")
-    if isinstance(data, dict):
-        data = data.get("0")
-    if isinstance(data, list | tuple):
-        data = data[0] if data else None
-    try:
-        return int(data)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
 
 
 def _open(run: runs.Run, result: evaluation.EvaluationResult, sample: int) -> None:

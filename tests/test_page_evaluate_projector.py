@@ -11,7 +11,7 @@ import pytest
 
 from core import figures
 from core.analysis import projector
-from pages._evaluate_projector import picked_sample
+from core.analysis.projector_charts import picked_sample
 from tests import helpers
 from tests.apptest_support import open_trained_page, texts
 
