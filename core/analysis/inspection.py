@@ -115,13 +115,20 @@ def _layer_output(model: keras.Model, layer: keras.layers.Layer):
     `layer.output` is wrong for a nested Functional model (it returns the sub-model's own internal output, not
     connected to the outer inputs), so look up the node that belongs to this model's graph.
     """
-    graph = _graph_of(model)
-    for nodes in getattr(graph, "_nodes_by_depth", {}).values():
+    node = _node_of(model, layer)
+    if node is None:
+        return layer.output
+    outs = node.output_tensors
+    return outs[0] if len(outs) == 1 else outs
+
+
+def _node_of(model: keras.Model, layer: keras.layers.Layer):
+    """The call of `layer` that belongs to `model`'s own graph (a nested model's layer has one per graph)."""
+    for nodes in getattr(_graph_of(model), "_nodes_by_depth", {}).values():
         for node in nodes:
             if node.operation is layer:
-                outs = node.output_tensors
-                return outs[0] if len(outs) == 1 else outs
-    return layer.output
+                return node
+    return None
 
 
 def _get_layer(model: keras.Model, name: str) -> keras.layers.Layer:
@@ -375,13 +382,9 @@ class _GradSide:
 
 def _layer_input(model: keras.Model, layer: keras.layers.Layer):
     """The symbolic tensor fed to `layer` inside `model`'s graph (its first input), or None when not found."""
-    graph = _graph_of(model)
-    for nodes in getattr(graph, "_nodes_by_depth", {}).values():
-        for node in nodes:
-            if node.operation is layer:
-                ins = node.input_tensors
-                return ins[0] if len(ins) == 1 else None
-    return None
+    node = _node_of(model, layer)
+    ins = node.input_tensors if node is not None else []
+    return ins[0] if len(ins) == 1 else None
 
 
 def _activation_name(layer: keras.layers.Layer) -> str:
