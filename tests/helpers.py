@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,15 +51,20 @@ def train_tiny_run(dataset: str, preset: str = "fast", epochs: int = 1, **kwargs
     return runs.get_run(run.run_id)
 
 
-def module_run(tmp_path_factory, label: str) -> tuple[Path, str, runs.Run]:
+def module_run(tmp_path_factory, label: str, **dataset: Any) -> tuple[Path, str, runs.Run]:
     """One real run shared by a test module (training is the slow part), in its own data and runs folders."""
     root = tmp_path_factory.mktemp(label)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
-        name = make_dataset()
+        in_run_dirs(mp, root)
+        name = make_dataset(**dataset)
         run = train_tiny_run(name)
     return root, name, run
+
+
+def in_run_dirs(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """Point the app's data and runs folders at a module_run's root for one test."""
+    monkeypatch.setenv("CONVNET_DATA_DIR", str(root / "data"))
+    monkeypatch.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
 
 
 def wait_for(pred, timeout: float = 120, poll: float = 0.2) -> bool:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from core.analysis import filter_viz
 from core.errors import UserError
-from tests.helpers import make_dataset, train_tiny_run
+from tests.helpers import in_run_dirs, module_run
 from tests.test_cli import assert_one_line_error, cli
 
 EDGE = np.array([[-1.0, 0.0, 1.0]] * 3, dtype=np.float32)  # dark on the left, bright on the right (Prewitt)
@@ -87,19 +87,13 @@ def test_a_conv_inside_a_nested_base_is_visualised_through_the_outer_preprocessi
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("filters")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
-        run = train_tiny_run(make_dataset(per_class=4))
-    return root, run
+    return module_run(tmp_path_factory, "filters", per_class=4)
 
 
 @pytest.fixture
 def run(trained, monkeypatch):
-    root, run = trained
-    monkeypatch.setenv("CONVNET_DATA_DIR", str(root / "data"))
-    monkeypatch.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+    root, _, run = trained
+    in_run_dirs(monkeypatch, root)
     return run
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from core.analysis import evaluation_runs, projector
 from core.errors import UserError
-from tests.helpers import make_dataset, train_tiny_run
+from tests.helpers import in_run_dirs, module_run
 
 
 def _clusters(n_per: int = 12, d: int = 64, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -66,19 +66,13 @@ def test_umap_gives_one_row_per_image():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("projector")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
-        run = train_tiny_run(make_dataset(per_class=8, split=True))
-    return root, run
+    return module_run(tmp_path_factory, "projector", per_class=8, split=True)
 
 
 @pytest.fixture
 def run(trained, monkeypatch):
-    root, run = trained
-    monkeypatch.setenv("CONVNET_DATA_DIR", str(root / "data"))
-    monkeypatch.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+    root, _, run = trained
+    in_run_dirs(monkeypatch, root)
     return run
 
 
