@@ -94,7 +94,7 @@ def _prune_cache() -> None:
         old.unlink(missing_ok=True)
 
 
-def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     """SHA-256 of the bytes; a file too big to be an image (or unreadable) is stood for by its size and mtime,
     so a hostile folder costs no more than a stat."""
     if size > MAX_FILE_BYTES:
@@ -106,12 +106,12 @@ def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
         return f"unreadable:{size}:{mtime_ns}:{exc.errno}"
 
 
-def _hash_files(files: Iterable[tuple[str, Path]], cache_key: str) -> tuple[dict[str, str], int]:
+def _hash_files(files: Iterable[tuple[str, str]], cache_key: str) -> tuple[dict[str, str], int]:
     """{key: digest} for (key, path) pairs, reusing the cache where size and mtime_ns still match."""
     cache_path = _cache_file(cache_key)
     cached = _read_cache(cache_path)
     fresh: dict[str, tuple[int, int, str]] = {}
-    todo: list[tuple[str, Path, int, int]] = []
+    todo: list[tuple[str, str, int, int]] = []
     for key, path in files:
         try:
             st = os.stat(path)
@@ -143,13 +143,17 @@ def _combine(header: list[str], rows: list[str]) -> str:
 def _folder_fingerprint(info: DatasetInfo) -> Fingerprint:
     assert info.path is not None
     root = Path(info.path)
-    items: list[tuple[str, str, str, Path]] = []  # (split, class, relative path, path)
+    prefix = len(str(root)) + 1
+    items: list[
+        tuple[str, str, str, str]
+    ] = []  # (split, class, relative path, path); strings: pathlib is slow
     for split, per_class in info.files.items():
         for class_name, paths in per_class.items():
             for p in paths:
-                items.append((split, class_name, p.relative_to(root).as_posix(), p))
-    digests, hashed = _hash_files(((rel, p) for _, _, rel, p in items), f"folder:{root.resolve()}")
-    rows = [f"{split}\t{c}\t{Path(rel).name}\t{digests[rel]}" for split, c, rel, _ in items]
+                full = str(p)
+                items.append((split, class_name, full[prefix:].replace(os.sep, "/"), full))
+    digests, hashed = _hash_files(((rel, full) for _, _, rel, full in items), f"folder:{root.resolve()}")
+    rows = [f"{split}\t{c}\t{rel.rsplit('/', 1)[-1]}\t{digests[rel]}" for split, c, rel, _ in items]
     header = ["folder", info.layout, json.dumps(info.class_names)]
     return Fingerprint(_combine(header, rows), len(items), hashed)
 
@@ -174,7 +178,7 @@ def _array_fingerprint(info: DatasetInfo) -> Fingerprint | None:
     files = array_source_files(info.name)
     if not files or not all(p.is_file() for p in files):
         return None
-    digests, hashed = _hash_files(((str(p), p) for p in files), "arrays")
+    digests, hashed = _hash_files(((str(p), str(p)) for p in files), "arrays")
     rows = [f"{p.name}\t{digests[str(p)]}" for p in files]
     return Fingerprint(
         _combine([info.kind, info.name, json.dumps(info.class_names)], rows), len(files), hashed
