@@ -214,12 +214,8 @@ def cmd_export(args) -> int:
 
     run = runs.get_run(args.run)
 
-    def report(fmt: str, check) -> None:
-        print(
-            f"{fmt}: max |p - p_keras| = {check.max_abs_diff:.2g}, same top class {check.top1_agreement:.0%} "
-            f"on {check.n} check images",
-            file=sys.stderr,
-        )
+    def report(fmt: str, check: export.TfliteCheck) -> None:
+        print(export.check_line(fmt, check), file=sys.stderr)
 
     path = export.export(run.path, args.format, Path(args.out) if args.out else None, on_check=report)
     print(path)

@@ -16,19 +16,22 @@ from pages import _shared
 
 
 @st.cache_data(show_spinner="Exporting…", max_entries=4)
-def _export_bytes(run_id: str, fmt: str, mtime: int) -> tuple[str, bytes]:
+def _export_bytes(run_id: str, fmt: str, mtime: int) -> tuple[str, bytes, str]:
     import tempfile
     from pathlib import Path
 
     run = runs.get_run(run_id)
+    checks: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         name = export.default_name(run_id, fmt)
-        out = export.export(run.path, fmt, Path(tmp) / name)
+        out = export.export(
+            run.path, fmt, Path(tmp) / name, on_check=lambda f, c: checks.append(export.check_line(f, c))
+        )
         if out.is_dir():  # SavedModel: zip the folder for download
             import shutil
 
             out = Path(shutil.make_archive(str(out), "zip", out))
-        return out.name, out.read_bytes()
+        return out.name, out.read_bytes(), "; ".join(checks)
 
 
 def _export_box(run: runs.Run) -> None:
@@ -49,6 +52,8 @@ def _export_box(run: runs.Run) -> None:
     if ready and ready[0] == run.run_id and ready[1] == fmt:
         c2.download_button(f"Download {ready[2]}", ready[3], file_name=ready[2], key="export_download",
                            icon=":material/download:")  # fmt: skip
+        if ready[4]:
+            c2.caption(f"Checked against Keras: {ready[4]}")
 
 
 def export_active() -> None:

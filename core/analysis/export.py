@@ -663,6 +663,14 @@ def _json(obj: Any) -> str:
 # ------------------------------------------------------------------------------------------------ dispatcher
 
 
+def check_line(fmt: str, check: TfliteCheck) -> str:
+    """One readable line for a check, the same on the CLI and the page."""
+    return (
+        f"{fmt}: max |p - p_keras| = {check.max_abs_diff:.2g}, same top class {check.top1_agreement:.0%} "
+        f"on {check.n} check images"
+    )
+
+
 def export(
     run_dir: Path,
     fmt: str,
