@@ -153,3 +153,37 @@ def test_cli_export_onnx_reports_the_check(tmp_path_factory):
     assert (
         again.returncode == 2 and again.stderr.strip() == f"error: {path} already exists; choose a new name"
     )
+
+
+@pytest.mark.slow
+def test_mobilenetv2_transfer_preset_converts_and_matches(tmp_path):
+    """The transfer preset (a nested MobileNetV2 base, flip/rotate, its Rescaling preprocessing) at its smallest
+    size, with random weights whose batch-norm statistics are spread out so its logits are not all ~0."""
+    from core.models.architectures import build_model
+
+    keras.utils.set_random_seed(2)
+    shape = (32, 32, 3)
+    model = build_model("mobilenetv2-transfer", shape, 3, weights=None)
+    rng = np.random.default_rng(0)
+    for w in model.weights:
+        if "moving_variance" in w.path:
+            w.assign(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
+        elif "moving_mean" in w.path or "beta" in w.path:
+            w.assign(rng.normal(0.0, 0.5, w.shape).astype("float32"))
+    run_dir = tmp_path / "runs" / "run-mnv2"
+    run_dir.mkdir(parents=True)
+    model.save(run_dir / "model.keras")
+    config = {
+        "run_id": "run-mnv2",
+        "class_names": ["a", "b", "c"],
+        "input_shape": list(shape),
+        "output_kind": "logits",
+    }
+    (run_dir / "config.json").write_text(json.dumps(config))
+    images = export_onnx.probe_images(shape, 6)
+    path, check = ex.export_onnx_file(run_dir, tmp_path / "mnv2.onnx", check_images=images)
+    got = export_onnx.onnx_outputs(path, images)
+    want = np.asarray(model(images, training=False))
+    assert np.abs(want).max() > 0.01  # a real signal, not a model whose outputs are all ~0
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert check.max_abs_diff <= 1e-5

@@ -134,10 +134,8 @@ def _hash_files(files: Iterable[tuple[str, str]], cache_key: str) -> tuple[dict[
 
 
 def _combine(header: list[str], rows: list[str]) -> str:
-    h = hashlib.sha256()
-    for line in [VERSION, *header, *sorted(rows)]:
-        h.update(line.encode("utf-8", "surrogateescape") + b"\n")
-    return f"{VERSION}:{h.hexdigest()}"
+    text = "".join(f"{line}\n" for line in [VERSION, *header, *sorted(rows)])
+    return f"{VERSION}:{hashlib.sha256(text.encode('utf-8', 'surrogateescape')).hexdigest()}"
 
 
 def _folder_fingerprint(info: DatasetInfo) -> Fingerprint:
