@@ -468,15 +468,8 @@ def _final(run: runs.Run, out, **fields: Any) -> dict[str, Any]:
 
 
 def start_run(req: TrainRequest) -> runs.Run:
-    """Resolve a request and create its run directory (queued); a job process then calls train_run.
-
-    The dataset's fingerprint is taken here, once per run (not in `resolve`, which the Train page calls for
-    every preview), so config.json says which data the run saw."""
-    from core.data import fingerprint
-
-    config = resolve(req)
-    fp = fingerprint.dataset_fingerprint(config.dataset)
-    return runs.create_run(config.replace(dataset_fingerprint=fp.digest if fp else None))
+    """Resolve a request and create its run directory (queued); a job process then calls train_run."""
+    return runs.create_run(resolve(req))
 
 
 def request_dict(req: TrainRequest) -> dict[str, Any]:
