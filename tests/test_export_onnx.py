@@ -147,6 +147,10 @@ def test_cli_export_onnx_reports_the_check(tmp_path_factory):
     path = Path(done.stdout.strip())
     assert path == root / "runs" / run.run_id / "exports" / f"{run.run_id}.onnx" and path.is_file()
     assert "onnx: max |p - p_keras| = " in done.stderr and "Traceback" not in done.stderr
+    n = int(done.stderr.split(" check images")[0].rsplit(" on ", 1)[1])
+    assert n > len(
+        export_onnx.probe_images(run.input_shape)
+    )  # the run's own validation images were checked too
     again = subprocess.run(
         [*cmd, "--out", str(path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )

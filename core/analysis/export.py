@@ -663,6 +663,33 @@ def _json(obj: Any) -> str:
 # ------------------------------------------------------------------------------------------------ dispatcher
 
 
+CHECK_SAMPLE = 16  # of the run's own validation images, beside the probe images, for the checks of an export
+
+
+def check_images(run_dir: Path, n: int = CHECK_SAMPLE) -> np.ndarray:
+    """What an export is checked on: black, white, gray and noise, plus up to `n` of the run's own validation
+    images decoded as training decoded them (left out when the dataset is not on this machine)."""
+    config = _read_config(run_dir)
+    shape = tuple(config.get("input_shape") or ())
+    if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
+        raise UserError("the run's config.json has no input_shape [H, W, C]")
+    h, w, c = shape
+    probe = export_onnx.probe_images((h, w, c))
+    try:
+        from core.data import datasets
+
+        val = datasets.load_splits(
+            str(config.get("dataset") or ""), (h, w), c, splits=("val",), limit=n,
+            val_split=float(config.get("val_split", options.DEFAULT_VAL_SPLIT)),
+            seed=int(config.get("seed", options.DEFAULT_SEED)),
+        )["val"]  # fmt: skip
+    except (UserError, OSError, ValueError, TypeError, KeyError):
+        return probe
+    if not len(val):
+        return probe
+    return np.concatenate([probe, val.x.astype(np.float32).reshape(len(val), h, w, c)])
+
+
 def check_line(fmt: str, check: TfliteCheck) -> str:
     """One readable line for a check, the same on the CLI and the page."""
     return (
@@ -679,8 +706,8 @@ def export(
 ) -> Path:
     """One format, one new file or folder (see `resolve_target`); returns where it went.
 
-    `on_check(format, check)` hears how closely each checked artifact (ONNX, and every one inside a bundle)
-    reproduces Keras, so the CLI and the page can report the figure. Everything a person can get wrong (format, a run without a model, the target) is refused before anything is
+    `on_check(format, check)` hears how closely each checked artifact (ONNX, and the TFLite and ONNX files
+    inside a bundle) reproduces Keras on `check_images`, so the CLI and the page can report the figure. Everything a person can get wrong (format, a run without a model, the target) is refused before anything is
     created; nothing that exists is ever removed or replaced.
     """
     if fmt not in FORMATS:
@@ -696,11 +723,11 @@ def export(
         if fmt in ("tflite", "tflite-quant"):
             return export_tflite(run_dir, target, quantize=fmt == "tflite-quant")
         if fmt == "onnx":
-            path, check = export_onnx_file(run_dir, target)
+            path, check = export_onnx_file(run_dir, target, check_images=check_images(run_dir))
             if on_check is not None:
                 on_check(fmt, check)
             return path
-        report = export_bundle(run_dir, target)
+        report = export_bundle(run_dir, target, check_images=check_images(run_dir))
         for name, bundle_check in report.checks.items():
             if on_check is not None:
                 on_check(name, bundle_check)
