@@ -666,13 +666,14 @@ def _json(obj: Any) -> str:
 CHECK_SAMPLE = 16  # of the run's own validation images, beside the probe images, for the checks of an export
 
 
-def check_images(run_dir: Path, n: int = CHECK_SAMPLE) -> np.ndarray:
+def check_images(run_dir: Path, n: int = CHECK_SAMPLE) -> np.ndarray | None:
     """What an export is checked on: black, white, gray and noise, plus up to `n` of the run's own validation
-    images decoded as training decoded them (left out when the dataset is not on this machine)."""
+    images decoded as training decoded them (left out when the dataset is not on this machine). None when the
+    config names no input shape: the checks then use probe images at the model's own input size."""
     config = _read_config(run_dir)
     shape = tuple(config.get("input_shape") or ())
     if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
-        raise UserError("the run's config.json has no input_shape [H, W, C]")
+        return None
     h, w, c = shape
     probe = export_onnx.probe_images((h, w, c))
     try:
