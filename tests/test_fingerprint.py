@@ -159,3 +159,16 @@ def test_a_run_records_its_fingerprint_and_the_runs_table_says_when_the_data_cha
 
     shutil.rmtree(folder)
     assert table()[run.run_id] == "dataset gone"
+
+
+def test_the_listing_reuses_a_fingerprint_only_while_the_folders_look_untouched(folder, monkeypatch):
+    first = fingerprint.listing_fingerprint("tiny")
+    assert first == fp("tiny").digest
+    _edit(folder)  # bytes changed in place: no folder mtime moves
+    assert fingerprint.listing_fingerprint("tiny") == first  # reused, for at most LISTING_MAX_AGE_S
+    monkeypatch.setattr(fingerprint, "LISTING_MAX_AGE_S", 0.0)
+    edited = fingerprint.listing_fingerprint("tiny")
+    assert edited != first and edited == fp("tiny").digest
+    monkeypatch.setattr(fingerprint, "LISTING_MAX_AGE_S", 3600.0)
+    _relabel(folder)  # moves two class folders' mtimes: seen at once
+    assert fingerprint.listing_fingerprint("tiny") == fp("tiny").digest != edited

@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from core.data import keras_datasets
 from core.data.datasets import DatasetInfo, get_dataset
 from core.data.images import MAX_FILE_BYTES
 from core.errors import UserError
-from core.paths import runs_dir
+from core.paths import EMBEDDED_DATASET, data_dir, embedded_dataset_dir, runs_dir
 
 VERSION = "fp1"  # bump when what goes into the hash changes: old fingerprints then read as "changed"
 SHORT = 12  # hex digits shown in tables
@@ -199,6 +200,55 @@ def dataset_fingerprint(name: str) -> Fingerprint | None:
     return fingerprint_info(info)
 
 
+# The runs table is drawn on every click of the Train page. Between draws a folder dataset's fingerprint is reused
+# while none of its folders' mtimes moved (adding, removing, renaming or relabelling a file moves one) and it is
+# younger than LISTING_MAX_AGE_S (an in-place edit of a file's bytes shows up within that). Runs always take a
+# fresh fingerprint when they are created.
+LISTING_MAX_AGE_S = 30.0
+_MAX_SIGNATURE_DIRS = 256  # a folder with more sub-folders than a dataset has is simply not memoised
+_listing_memo: dict[str, tuple[tuple, float, str | None]] = {}
+
+
+def _folder_signature(name: str) -> tuple | None:
+    """(path, mtime_ns) of a folder dataset's root, split and class folders; None when not a folder dataset."""
+    if name in keras_datasets.SOURCES or not name or "/" in name or name.startswith("."):
+        return None
+    root = embedded_dataset_dir() if name == EMBEDDED_DATASET else data_dir() / name
+    sig: list[tuple[str, int]] = []
+    level = [root]
+    try:
+        for _ in range(3):  # root, its class or split folders, the class folders inside splits
+            below: list[Path] = []
+            for d in level:
+                sig.append((str(d), os.stat(d).st_mtime_ns))
+                with os.scandir(d) as it:
+                    below += [Path(e.path) for e in it if e.is_dir(follow_symlinks=False)]
+            if len(sig) + len(below) > _MAX_SIGNATURE_DIRS:
+                return None
+            level = below
+    except OSError:
+        return None
+    return tuple(sig)
+
+
+def listing_fingerprint(name: str) -> str | None:
+    """The dataset's fingerprint digest for a listing, reusing the last one while its folders look untouched."""
+    sig = _folder_signature(name)
+    hit = _listing_memo.get(name)
+    if (
+        sig is not None
+        and hit is not None
+        and hit[0] == sig
+        and time.monotonic() - hit[1] < LISTING_MAX_AGE_S
+    ):
+        return hit[2]
+    fp = dataset_fingerprint(name)
+    digest = fp.digest if fp else None
+    if sig is not None:
+        _listing_memo[name] = (sig, time.monotonic(), digest)
+    return digest
+
+
 def data_states(configs: Iterable[tuple[str, str, str | None]]) -> dict[str, tuple[str, str | None]]:
     """For (run id, dataset, recorded fingerprint) triples: run id -> (UNCHANGED | CHANGED | MISSING | UNKNOWN,
     the dataset's fingerprint now). Each dataset is fingerprinted once however many runs used it."""
@@ -206,8 +256,7 @@ def data_states(configs: Iterable[tuple[str, str, str | None]]) -> dict[str, tup
     out: dict[str, tuple[str, str | None]] = {}
     for run_id, dataset, recorded in configs:
         if dataset not in now:
-            fp = dataset_fingerprint(dataset) if dataset else None
-            now[dataset] = fp.digest if fp else None
+            now[dataset] = listing_fingerprint(dataset) if dataset else None
         current = now[dataset]
         if not recorded:
             out[run_id] = (UNKNOWN, current)
