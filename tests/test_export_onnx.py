@@ -96,6 +96,18 @@ def test_a_drifting_export_is_refused_and_nothing_is_written(trained, tmp_path, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_converter_failure_is_one_line_naming_the_tested_versions(trained, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(options, "ONNX_OPSET", 99)  # a real tf2onnx refusal, through the real code path
+    with pytest.raises(UserError) as info:
+        ex.export(trained["run_dir"], "onnx", out / "m.onnx")
+    message = str(info.value)
+    assert message.startswith("ONNX conversion of run run-onnx failed: ") and "Opset 99" in message
+    assert "\n" not in message and f"tf2onnx {options.TF2ONNX_VERSION}" in message
+    assert list(out.iterdir()) == []
+
+
 def test_existing_targets_are_refused_and_left_alone(trained, tmp_path):
     tmp_path = tmp_path / "out"
     tmp_path.mkdir()
