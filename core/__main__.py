@@ -214,7 +214,7 @@ def cmd_export(args) -> int:
 
     run = runs.get_run(args.run)
 
-    def report(fmt: str, check: export.TfliteCheck) -> None:
+    def report(fmt: str, check: export.ExportCheck) -> None:
         print(export.check_line(fmt, check), file=sys.stderr)
 
     path = export.export(run.path, args.format, Path(args.out) if args.out else None, on_check=report)

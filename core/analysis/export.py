@@ -67,12 +67,15 @@ class TfliteCheck:
     n: int
 
 
+ExportCheck = TfliteCheck  # the same three figures describe an ONNX file's check
+
+
 @dataclass(frozen=True)
 class BundleReport:
     path: Path
     files: list[str]  # zip member names, sorted
     formats: tuple[str, ...]
-    checks: dict[str, TfliteCheck] = field(
+    checks: dict[str, ExportCheck] = field(
         default_factory=dict
     )  # "tflite" / "tflite-quant" / "onnx" -> check
 
@@ -432,13 +435,13 @@ def check_tflite(tflite_path: Path, model, images: np.ndarray, output_kind: str 
 # ----------------------------------------------------------------------------------------------------- onnx
 
 
-def _onnx_check(check: export_onnx.OnnxCheck) -> TfliteCheck:
-    return TfliteCheck(max_abs_diff=check.max_abs_diff, top1_agreement=check.top1_agreement, n=check.n)
+def _onnx_check(check: export_onnx.OnnxCheck) -> ExportCheck:
+    return ExportCheck(max_abs_diff=check.max_abs_diff, top1_agreement=check.top1_agreement, n=check.n)
 
 
 def export_onnx_file(
     run_dir: Path, out: Path, check_images: np.ndarray | None = None
-) -> tuple[Path, TfliteCheck]:
+) -> tuple[Path, ExportCheck]:
     """ONNX file taking the raw-pixel float32 batch (N, H, W, C) as `images`; written only after ONNX Runtime
     reproduced Keras on `check_images` (or on probe images), and that check is returned with it."""
     model = _load_model(run_dir)
@@ -616,7 +619,7 @@ def export_bundle(
     label = _run_label(run_dir, config)
     shape = _input_shape(model, config)
     cfg = _bundle_config(model, config, formats)
-    checks: dict[str, TfliteCheck] = {}
+    checks: dict[str, ExportCheck] = {}
 
     _refuse_existing(out_zip)
     out_zip.parent.mkdir(parents=True, exist_ok=True)
@@ -691,7 +694,7 @@ def check_images(run_dir: Path, n: int = CHECK_SAMPLE) -> np.ndarray | None:
     return np.concatenate([probe, val.x.astype(np.float32).reshape(len(val), h, w, c)])
 
 
-def check_line(fmt: str, check: TfliteCheck) -> str:
+def check_line(fmt: str, check: ExportCheck) -> str:
     """One readable line for a check, the same on the CLI and the page."""
     return (
         f"{fmt}: max |p - p_keras| = {check.max_abs_diff:.2g}, same top class {check.top1_agreement:.0%} "
@@ -703,7 +706,7 @@ def export(
     run_dir: Path,
     fmt: str,
     out: Path | None = None,
-    on_check: Callable[[str, TfliteCheck], None] | None = None,
+    on_check: Callable[[str, ExportCheck], None] | None = None,
 ) -> Path:
     """One format, one new file or folder (see `resolve_target`); returns where it went.
 

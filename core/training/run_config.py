@@ -41,9 +41,8 @@ class RunConfig:
     strategy: str = "default"
     pinned: list[str] | None = None  # time-lapse images (validation split); None = one per class, [] = none
     dataset_title: str = ""
-    dataset_fingerprint: str | None = (
-        None  # core.data.fingerprint of the data at creation; None in older runs
-    )
+    # core.data.fingerprint of the data when the run was created; None in runs from before fingerprints
+    dataset_fingerprint: str | None = None
     preset_title: str = ""
     preprocessing: str = PREPROCESSING
     run_id: str = ""
