@@ -75,9 +75,8 @@ class BundleReport:
     path: Path
     files: list[str]  # zip member names, sorted
     formats: tuple[str, ...]
-    checks: dict[str, ExportCheck] = field(
-        default_factory=dict
-    )  # "tflite" / "tflite-quant" / "onnx" -> check
+    # "tflite" / "tflite-quant" / "onnx" -> check
+    checks: dict[str, ExportCheck] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------------- loading
