@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analysis import export
+from core.data.fingerprint import short
 from core.errors import UserError
 from core.training import progress, runs
 from pages import _shared
@@ -122,6 +123,10 @@ def _one_run(run: runs.Run) -> None:
                   args=(run.run_id, label))  # fmt: skip
     for w in run.warnings:
         st.warning(w, icon=":material/warning:")
+    if run.config.dataset_fingerprint:
+        st.caption(
+            f"Trained on **{run.config.dataset}**, fingerprint `{short(run.config.dataset_fingerprint)}`"
+        )
     c1, c2, c3 = st.columns([2, 4, 1], vertical_alignment="bottom")
     c1.text_input("Name", run.name, key=f"name_{run.run_id}", max_chars=80)
     c2.text_input("Note", run.note, key=f"note_{run.run_id}", max_chars=500)

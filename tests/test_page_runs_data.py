@@ -23,6 +23,11 @@ def test_runs_table_says_dataset_changed_and_onnx_export_reports_its_check(isola
     at.run()
     assert not at.exception, at.exception
     assert list(at.dataframe[-1].value["data"]) == ["dataset changed"]
+    table = at.dataframe[-1]
+    at.session_state[table.key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception, at.exception
+    assert f"fingerprint `{fingerprint.short(run.config.dataset_fingerprint)}`" in texts(at)
 
     fmt = at.selectbox(key="export_fmt")
     assert "onnx" in fmt.options or "ONNX (checked with ONNX Runtime)" in fmt.options
