@@ -130,7 +130,13 @@ def cmd_runs(args) -> int:
         runs.set_label(args.note[0], note=args.note[1])
         print(f"note saved for {args.note[0]}")
         return 0
-    for r in jobs.list_runs():
+    from core.data import fingerprint
+
+    all_runs = jobs.list_runs()
+    data = fingerprint.data_states(
+        (r.run_id, r.config.dataset, r.config.dataset_fingerprint) for r in all_runs
+    )
+    for r in all_runs:
         dur = runs.duration(r.status)
         print(f"{r.run_id:60s} {r.short_label()}  {r.status.get('epochs_done', 0)}/{r.config.epochs} "
               f"epochs  {(f'{dur:.0f}s' if dur else '-')}")  # fmt: skip
@@ -138,6 +144,9 @@ def cmd_runs(args) -> int:
             print(f"    note: {r.note.splitlines()[0]}")
         for w in r.warnings:
             print(f"    warning: {w}")
+        state, now = data[r.run_id]
+        if line := fingerprint.describe_state(state, r.config.dataset_fingerprint, now):
+            print(f"    {line}")
     return 0
 
 
@@ -204,7 +213,11 @@ def cmd_export(args) -> int:
     from core.training import runs
 
     run = runs.get_run(args.run)
-    path = export.export(run.path, args.format, Path(args.out) if args.out else None)
+
+    def report(fmt: str, check: export.ExportCheck) -> None:
+        print(export.check_line(fmt, check), file=sys.stderr)
+
+    path = export.export(run.path, args.format, Path(args.out) if args.out else None, on_check=report)
     print(path)
     return 0
 

@@ -12,15 +12,20 @@ STRATEGIES = (
 )  # tf.distribute: one device, every local device, several hosts
 CHANNELS = (1, 3)
 
-EXPORT_FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant", "bundle")
-BUNDLE_FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant")  # what a bundle zip holds
+EXPORT_FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant", "onnx", "bundle")
+BUNDLE_FORMATS = ("keras", "savedmodel", "tflite", "tflite-quant", "onnx")  # what a bundle zip holds
 EXPORT_FORMAT_LABELS = {
     "keras": ".keras model",
     "savedmodel": "TensorFlow SavedModel (folder, zipped for download)",
     "tflite": "TFLite float32",
     "tflite-quant": "TFLite dynamic-range quantised",
+    "onnx": "ONNX (checked with ONNX Runtime)",
     "bundle": "Bundle zip: all formats + config + README + checks",
 }
+ONNX_OPSET = 17  # tf2onnx 1.17 converts up to 18; ONNX Runtime 1.32 runs both
+ONNX_MAX_ABS_DIFF = 1e-3  # an ONNX export whose probabilities drift further from Keras' is refused
+TF2ONNX_VERSION = "1.17.0"  # the converter pinned in requirements.txt, named in its errors
+ONNXRUNTIME_VERSION = "1.32.0"
 
 EVALUATION_SPLITS = ("test", "val")
 DEFAULT_SEED = 213  # the Jedi/Sith notebooks' split seed

@@ -10,25 +10,29 @@ import pandas as pd
 import streamlit as st
 
 from core.analysis import export
+from core.data.fingerprint import short
 from core.errors import UserError
 from core.training import progress, runs
 from pages import _shared
 
 
 @st.cache_data(show_spinner="Exporting…", max_entries=4)
-def _export_bytes(run_id: str, fmt: str, mtime: int) -> tuple[str, bytes]:
+def _export_bytes(run_id: str, fmt: str, mtime: int) -> tuple[str, bytes, str]:
     import tempfile
     from pathlib import Path
 
     run = runs.get_run(run_id)
+    checks: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         name = export.default_name(run_id, fmt)
-        out = export.export(run.path, fmt, Path(tmp) / name)
+        out = export.export(
+            run.path, fmt, Path(tmp) / name, on_check=lambda f, c: checks.append(export.check_line(f, c))
+        )
         if out.is_dir():  # SavedModel: zip the folder for download
             import shutil
 
             out = Path(shutil.make_archive(str(out), "zip", out))
-        return out.name, out.read_bytes()
+        return out.name, out.read_bytes(), "; ".join(checks)
 
 
 def _export_box(run: runs.Run) -> None:
@@ -49,6 +53,8 @@ def _export_box(run: runs.Run) -> None:
     if ready and ready[0] == run.run_id and ready[1] == fmt:
         c2.download_button(f"Download {ready[2]}", ready[3], file_name=ready[2], key="export_download",
                            icon=":material/download:")  # fmt: skip
+        if ready[4]:
+            c2.caption(f"Checked against Keras: {ready[4]}")
 
 
 def export_active() -> None:
@@ -117,6 +123,10 @@ def _one_run(run: runs.Run) -> None:
                   args=(run.run_id, label))  # fmt: skip
     for w in run.warnings:
         st.warning(w, icon=":material/warning:")
+    if run.config.dataset_fingerprint:
+        st.caption(
+            f"Trained on **{run.config.dataset}**, fingerprint `{short(run.config.dataset_fingerprint)}`"
+        )
     c1, c2, c3 = st.columns([2, 4, 1], vertical_alignment="bottom")
     c1.text_input("Name", run.name, key=f"name_{run.run_id}", max_chars=80)
     c2.text_input("Note", run.note, key=f"note_{run.run_id}", max_chars=500)

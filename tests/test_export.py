@@ -170,6 +170,7 @@ def test_bundle_contains_every_format_and_loads(trained, tmp_path):
         "model.keras",
         "model.tflite",
         "model_quant.tflite",
+        "model.onnx",
         "config.json",
         "README.md",
         "checks.json",
@@ -191,6 +192,7 @@ def test_bundle_contains_every_format_and_loads(trained, tmp_path):
     assert checks["tflite"]["n"] == len(images) and checks["tflite"]["max_abs_diff"] <= 1e-4
     assert checks["tflite-quant"]["n"] == len(images) and checks["tflite-quant"]["top1_agreement"] >= 0.95
     assert report.checks["tflite"].max_abs_diff == checks["tflite"]["max_abs_diff"]
+    assert checks["onnx"]["n"] == len(images) and checks["onnx"]["max_abs_diff"] <= 1e-5
 
     readme = (root / "README.md").read_text()
     for snippet in (
@@ -217,7 +219,7 @@ def test_bundle_only_requested_formats(trained, tmp_path):
         readme = zf.read("README.md").decode()
     assert "model.tflite" in readme and "tf.saved_model.load" not in readme
     with pytest.raises(UserError, match="unknown bundle format"):
-        ex.export_bundle(trained["run_dir"], tmp_path / "x.zip", formats=("onnx",))
+        ex.export_bundle(trained["run_dir"], tmp_path / "x.zip", formats=("pdf",))
 
 
 def _head_model(kind: str) -> keras.Model:
@@ -269,8 +271,8 @@ def test_sigmoid_and_logits_heads_export(kind, tmp_path):
 
 
 def test_unknown_format_is_a_user_error(trained, tmp_path):
-    with pytest.raises(UserError, match="unknown export format 'onnx'"):
-        ex.export(trained["run_dir"], "onnx", tmp_path / "m.onnx")
+    with pytest.raises(UserError, match="unknown export format 'pdf'"):
+        ex.export(trained["run_dir"], "pdf", tmp_path / "m.pdf")
 
 
 @pytest.mark.parametrize("fmt", ex.FORMATS)

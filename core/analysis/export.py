@@ -18,7 +18,7 @@ import stat
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from core import atomic, options
+from core.analysis import export_onnx
 from core.analysis.prediction import batched_outputs
 from core.analysis.probabilities import to_probabilities
 from core.errors import UserError, first_line
@@ -34,7 +35,7 @@ from core.models.loading import infer_output_kind, load_model
 FORMATS = options.EXPORT_FORMATS
 FORMAT_LABELS = options.EXPORT_FORMAT_LABELS
 _SUFFIX = {"keras": ".keras", "savedmodel": "_savedmodel", "tflite": ".tflite", "tflite-quant": "_quant.tflite",
-           "bundle": "_bundle.zip"}  # fmt: skip
+           "onnx": ".onnx", "bundle": "_bundle.zip"}  # fmt: skip
 
 
 EXPORTS_DIR = "exports"  # inside a run: where an export goes when no --out is given
@@ -53,6 +54,7 @@ _BUNDLE_MEMBERS = {
     "savedmodel": "saved_model",
     "tflite": "model.tflite",
     "tflite-quant": "model_quant.tflite",
+    "onnx": "model.onnx",
 }
 
 
@@ -65,12 +67,16 @@ class TfliteCheck:
     n: int
 
 
+ExportCheck = TfliteCheck  # the same three figures describe an ONNX file's check
+
+
 @dataclass(frozen=True)
 class BundleReport:
     path: Path
     files: list[str]  # zip member names, sorted
     formats: tuple[str, ...]
-    checks: dict[str, TfliteCheck] = field(default_factory=dict)  # "tflite" / "tflite-quant" -> check
+    # "tflite" / "tflite-quant" / "onnx" -> check
+    checks: dict[str, ExportCheck] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------------- loading
@@ -425,6 +431,32 @@ def check_tflite(tflite_path: Path, model, images: np.ndarray, output_kind: str 
     )
 
 
+# ----------------------------------------------------------------------------------------------------- onnx
+
+
+def _onnx_check(check: export_onnx.OnnxCheck) -> ExportCheck:
+    return ExportCheck(max_abs_diff=check.max_abs_diff, top1_agreement=check.top1_agreement, n=check.n)
+
+
+def export_onnx_file(
+    run_dir: Path, out: Path, check_images: np.ndarray | None = None
+) -> tuple[Path, ExportCheck]:
+    """ONNX file taking the raw-pixel float32 batch (N, H, W, C) as `images`; written only after ONNX Runtime
+    reproduced Keras on `check_images` (or on probe images), and that check is returned with it."""
+    model = _load_model(run_dir)
+    config = _read_config(run_dir)
+    shape = _input_shape(model, config)
+    images = None if check_images is None else _as_batch(check_images, shape)
+    with _quiet_tf():
+        data, check = export_onnx.convert_checked(
+            model, shape, _output_kind(model, config), _run_label(run_dir, config), images
+        )
+    out = Path(out)
+    with _new_file(out) as tmp:
+        tmp.write_bytes(data)
+    return out, _onnx_check(check)
+
+
 # --------------------------------------------------------------------------------------------------- bundle
 
 
@@ -484,7 +516,10 @@ def _readme(cfg: dict[str, Any], formats: tuple[str, ...], has_checks: bool) -> 
         "- `config.json` holds the same facts in machine-readable form.",
     ]
     if has_checks:
-        parts.append("- `checks.json`: how closely the TFLite files match the Keras model on sample images.")
+        parts.append(
+            "- `checks.json`: how closely the TFLite and ONNX files match the Keras model on sample images "
+            "(`max_abs_diff`: the largest probability difference; `top1_agreement`: same top class)."
+        )
     parts += [
         "\n## Shared helpers\n",
         "```python\nimport json\n\nimport numpy as np\nfrom PIL import Image\n",
@@ -536,6 +571,16 @@ def _readme(cfg: dict[str, Any], formats: tuple[str, ...], has_checks: bool) -> 
             "interpreter.invoke()",
             "report(interpreter.get_tensor(out))\n```",
         ]
+    if "onnx" in formats:
+        parts += [
+            "\n## ONNX (`model.onnx`)\n",
+            f"Input `{export_onnx.INPUT_NAME}` (the same float32 raw-pixel batch), output "
+            f"`{export_onnx.OUTPUT_NAME}`; opset {options.ONNX_OPSET}, checked with ONNX Runtime before export.\n",
+            "```python\nimport onnxruntime as ort\n",
+            'session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])',
+            f'out = session.run(None, {{"{export_onnx.INPUT_NAME}": load_image("image.png")}})[0]',
+            "report(out)\n```",
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -573,7 +618,7 @@ def export_bundle(
     label = _run_label(run_dir, config)
     shape = _input_shape(model, config)
     cfg = _bundle_config(model, config, formats)
-    checks: dict[str, TfliteCheck] = {}
+    checks: dict[str, ExportCheck] = {}
 
     _refuse_existing(out_zip)
     out_zip.parent.mkdir(parents=True, exist_ok=True)
@@ -593,6 +638,17 @@ def export_bundle(
                 target.write_bytes(_convert_savedmodel(saved, fmt == "tflite-quant", label))
                 if check_images is not None:
                     checks[fmt] = check_tflite(target, model, check_images, output_kind=cfg["output_kind"])
+        if "onnx" in formats:
+            with _quiet_tf():
+                data, onnx_check = export_onnx.convert_checked(
+                    model,
+                    shape,
+                    cfg["output_kind"],
+                    label,
+                    None if check_images is None else _as_batch(check_images, shape),
+                )
+            (root / _BUNDLE_MEMBERS["onnx"]).write_bytes(data)
+            checks["onnx"] = _onnx_check(onnx_check)
         (root / "config.json").write_text(_json(cfg))
         (root / "README.md").write_text(_readme(cfg, formats, bool(checks)))
         if checks:
@@ -609,10 +665,52 @@ def _json(obj: Any) -> str:
 # ------------------------------------------------------------------------------------------------ dispatcher
 
 
-def export(run_dir: Path, fmt: str, out: Path | None = None) -> Path:
+CHECK_SAMPLE = 16  # of the run's own validation images, beside the probe images, for the checks of an export
+
+
+def check_images(run_dir: Path, n: int = CHECK_SAMPLE) -> np.ndarray | None:
+    """What an export is checked on: black, white, gray and noise, plus up to `n` of the run's own validation
+    images decoded as training decoded them (left out when the dataset is not on this machine). None when the
+    config names no input shape: the checks then use probe images at the model's own input size."""
+    config = _read_config(run_dir)
+    shape = tuple(config.get("input_shape") or ())
+    if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
+        return None
+    h, w, c = shape
+    probe = export_onnx.probe_images((h, w, c))
+    try:
+        from core.data import datasets
+
+        val = datasets.load_splits(
+            str(config.get("dataset") or ""), (h, w), c, splits=("val",), limit=n,
+            val_split=float(config.get("val_split", options.DEFAULT_VAL_SPLIT)),
+            seed=int(config.get("seed", options.DEFAULT_SEED)),
+        )["val"]  # fmt: skip
+    except (UserError, OSError, ValueError, TypeError, KeyError):
+        return probe
+    if not len(val):
+        return probe
+    return np.concatenate([probe, val.x.astype(np.float32).reshape(len(val), h, w, c)])
+
+
+def check_line(fmt: str, check: ExportCheck) -> str:
+    """One readable line for a check, the same on the CLI and the page."""
+    return (
+        f"{fmt}: max |p - p_keras| = {check.max_abs_diff:.2g}, same top class {check.top1_agreement:.0%} "
+        f"on {check.n} check images"
+    )
+
+
+def export(
+    run_dir: Path,
+    fmt: str,
+    out: Path | None = None,
+    on_check: Callable[[str, ExportCheck], None] | None = None,
+) -> Path:
     """One format, one new file or folder (see `resolve_target`); returns where it went.
 
-    Everything a person can get wrong (format, a run without a model, the target) is refused before anything is
+    `on_check(format, check)` hears how closely each checked artifact (ONNX, and the TFLite and ONNX files
+    inside a bundle) reproduces Keras on `check_images`, so the CLI and the page can report the figure. Everything a person can get wrong (format, a run without a model, the target) is refused before anything is
     created; nothing that exists is ever removed or replaced.
     """
     if fmt not in FORMATS:
@@ -627,6 +725,15 @@ def export(run_dir: Path, fmt: str, out: Path | None = None) -> Path:
             return export_savedmodel(run_dir, target)
         if fmt in ("tflite", "tflite-quant"):
             return export_tflite(run_dir, target, quantize=fmt == "tflite-quant")
-        return export_bundle(run_dir, target).path
+        if fmt == "onnx":
+            path, check = export_onnx_file(run_dir, target, check_images=check_images(run_dir))
+            if on_check is not None:
+                on_check(fmt, check)
+            return path
+        report = export_bundle(run_dir, target, check_images=check_images(run_dir))
+        for name, bundle_check in report.checks.items():
+            if on_check is not None:
+                on_check(name, bundle_check)
+        return report.path
     except OSError as exc:  # disk full, no permission: the person can fix it, so one line
         raise UserError(f"could not write {target}: {exc.strerror or exc}") from None

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core import figures
+from core.data import fingerprint
 from core.training import runs
 
 
@@ -83,7 +84,13 @@ def warning_marker(run: runs.Run) -> str:
 
 
 def runs_table(all_runs: list[runs.Run]) -> list[dict]:
-    """One row per run: a short readable label first (name · preset · dataset · val acc · state), the run id last."""
+    """One row per run: a short readable label first (name · preset · dataset · val acc · state), the run id last.
+
+    "data" says whether the run's dataset still holds what the run saw (its fingerprint; "dataset changed" when
+    not); each dataset is fingerprinted once per table from the per-file hash cache."""
+    data = fingerprint.data_states(
+        (r.run_id, r.config.dataset, r.config.dataset_fingerprint) for r in all_runs
+    )
     rows = []
     for r in all_runs:
         acc = r.status.get("best_val_accuracy")
@@ -91,6 +98,7 @@ def runs_table(all_runs: list[runs.Run]) -> list[dict]:
             "run": warning_marker(r) + r.short_label(),
             "status": r.state + (f": {r.status['error']}" if r.status.get("error") else ""),
             "warnings": "; ".join(r.warnings),
+            "data": data[r.run_id][0],
             "epochs": f"{r.status.get('epochs_done', 0)}/{r.config.epochs}",
             "best val acc": round(acc, 4) if isinstance(acc, int | float) else None,
             "duration s": round(d) if (d := runs.duration(r.status)) else None,

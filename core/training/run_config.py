@@ -41,6 +41,8 @@ class RunConfig:
     strategy: str = "default"
     pinned: list[str] | None = None  # time-lapse images (validation split); None = one per class, [] = none
     dataset_title: str = ""
+    # core.data.fingerprint of the data when the run was created; None in runs from before fingerprints
+    dataset_fingerprint: str | None = None
     preset_title: str = ""
     preprocessing: str = PREPROCESSING
     run_id: str = ""
@@ -58,6 +60,8 @@ class RunConfig:
             self.pinned is None
         ):  # the default, left out so a config written before it existed reads back unchanged
             del out["pinned"]
+        if self.dataset_fingerprint is None:  # likewise: runs from before fingerprints read back unchanged
+            del out["dataset_fingerprint"]
         return {**self.extra, **out}
 
     @classmethod
@@ -89,6 +93,10 @@ class RunConfig:
             if not isinstance(pins, list) or not all(isinstance(n, str) for n in pins):
                 raise ValueError("pinned must be a list of strings")
             values["pinned"] = list(pins)
+        if values.get("dataset_fingerprint") is not None and not isinstance(
+            values["dataset_fingerprint"], str
+        ):
+            raise ValueError("dataset_fingerprint must be a string")
         return cls(**values, extra=extra)
 
     def replace(self, **changes: Any) -> RunConfig:

@@ -133,8 +133,16 @@ def run_path(run_id: str) -> Path:
 
 
 def create_run(config: RunConfig | Mapping[str, Any]) -> Run:
-    """Write config.json and a queued status; the job fills in the rest."""
+    """Write config.json and a queued status; the job fills in the rest.
+
+    The dataset's fingerprint is taken here, once per run (not in `trainer.resolve`, which the Train page calls
+    for every preview), so every run's config.json says which data it saw."""
+    from core.data import fingerprint
+
     config = RunConfig.from_dict(config)
+    if config.dataset_fingerprint is None and config.dataset:
+        fp = fingerprint.dataset_fingerprint(config.dataset)
+        config = config.replace(dataset_fingerprint=fp.digest if fp else None)
     config = config.replace(
         run_id=config.run_id or new_run_id(config.preset or "run", config.dataset or "data")
     )
