@@ -261,3 +261,15 @@ def test_the_bundle_carries_the_temperature_and_its_readme_applies_it(in_run_dir
     best = int(np.argmax(expected))
     assert printed[0][0] == lm.class_names[best]
     assert printed[0][1] == pytest.approx(expected[best], abs=1e-4)
+
+
+def test_rescaling_probabilities_equals_scaling_the_logits():
+    rng = np.random.default_rng(5)
+    for k in (1, 4):
+        z = rng.normal(0, 3, (50, k))
+        for t in (0.5, 2.0):
+            np.testing.assert_allclose(
+                calibration.rescale(calibration.scaled_probabilities(z), t),
+                calibration.scaled_probabilities(z, t),
+                atol=1e-10,
+            )

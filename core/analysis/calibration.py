@@ -50,6 +50,16 @@ def scaled_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.nda
     return e / e.sum(axis=1, keepdims=True)
 
 
+def rescale(probabilities: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Temperature scaling of probabilities already computed: softmax(z / T) = p ** (1 / T), renormalised (for a
+    sigmoid head's [1 - p, p] the same formula is sigmoid(z / T)). Exact up to a probability that underflowed to 0."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if temperature == 1.0:
+        return p
+    q = np.clip(p, 1e-300, 1.0) ** (1.0 / float(temperature))
+    return q / q.sum(axis=-1, keepdims=True)
+
+
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of the true labels at temperature T (log-sum-exp, so no log(0))."""
     z = np.asarray(logits, dtype=np.float64)

@@ -3,7 +3,7 @@
 Temperature scaling divides the logits, and the "unfamiliar image" score reads the logits (energy) and the head's
 input (distance to the training images), so both need what a model's softmax/sigmoid hides. Grad-CAM already
 finds that tensor without changing the shared model (`inspection.score_tensor`); this module reuses it to build
-one side model per loaded model, cached while the model lives.
+one side model per loaded model (the score and the output, one pass), cached while the model lives.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from core.analysis.prediction import batched_outputs
+from core.errors import UserError
 
 EPS = 1e-12  # probabilities are clipped to this before taking logs (an opaque softmax head)
 
@@ -31,6 +31,9 @@ class HeadOutputs:
 
     logits: np.ndarray
     features: np.ndarray | None
+    outputs: np.ndarray | None = (
+        None  # the model's own outputs from the same pass (probabilities for softmax)
+    )
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def _side(model: Any) -> _Side:
                 kernel = np.asarray(keras.ops.convert_to_numpy(dense.kernel), dtype=np.float64)
                 if dense.use_bias:
                     bias = np.asarray(keras.ops.convert_to_numpy(dense.bias), dtype=np.float64)
-            cached = _Side(keras.Model(inputs, score), kernel, bias, pre)
+            cached = _Side(keras.Model(inputs, [score, model.outputs[0]]), kernel, bias, pre)
             _SIDES[model] = cached
         return cached
 
@@ -85,15 +88,27 @@ def head_outputs(
     progress: Callable[[float], None] | None = None,
 ) -> HeadOutputs:
     """Logits (and the head's input features when the head is a softmax/sigmoid Dense) for raw-pixel images."""
+    import keras
+
     side = _side(model)
-    raw = batched_outputs(side.model, x, batch_size, progress)
     n = int(x.shape[0])
+    batch_size = max(1, int(batch_size))
+    scores, outs = [], []
+    for start in range(0, n, batch_size):
+        s, o = side.model(np.asarray(x[start : start + batch_size], dtype=np.float32), training=False)
+        scores.append(np.asarray(keras.ops.convert_to_numpy(s)).reshape(min(batch_size, n - start), -1))
+        outs.append(np.asarray(keras.ops.convert_to_numpy(o)).reshape(min(batch_size, n - start), -1))
+        if progress is not None:
+            progress(min(start + batch_size, n) / n)
+    if not scores:
+        raise UserError("no images to score")
+    raw, own = np.concatenate(scores), np.concatenate(outs)
     if side.kernel is not None:
-        feats = raw.reshape(n, -1).astype(np.float32)
+        feats = raw.astype(np.float32)
         z = feats.astype(np.float64) @ side.kernel
         if side.bias is not None:
             z = z + side.bias
-        return HeadOutputs(z.reshape(n, -1), feats)
+        return HeadOutputs(z.reshape(n, -1), feats, own)
     if side.pre_activation:
-        return HeadOutputs(np.asarray(raw, dtype=np.float64).reshape(n, -1), None)
-    return HeadOutputs(logits_from_outputs(raw.reshape(n, -1), output_kind), None)
+        return HeadOutputs(raw.astype(np.float64), None, own)
+    return HeadOutputs(logits_from_outputs(raw, output_kind), None, own)

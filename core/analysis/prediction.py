@@ -84,7 +84,10 @@ def scored(lm: LoadedModel, x: np.ndarray, unfamiliar: bool = True) -> tuple[np.
     from core.analysis import calibration, head
 
     out = head.head_outputs(lm.model, x, lm.output_kind)
-    probs = calibration.scaled_probabilities(out.logits, lm.temperature)
+    if lm.temperature == 1.0 and out.outputs is not None:  # the model's own numbers, as without a detector
+        probs = to_probabilities(out.outputs, lm.output_kind)
+    else:
+        probs = calibration.scaled_probabilities(out.logits, lm.temperature)
     return probs, (detector.scores(out) if detector is not None else None)
 
 
