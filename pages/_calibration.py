@@ -114,7 +114,13 @@ def calibration_section(run_id: str) -> None:
                 help="Logits are divided by this: above 1 the model was over-confident, below 1 under-confident.")  # fmt: skip
     c[3].metric("Validation images", f"{data['split']['images']:,}")
     st.plotly_chart(_reliability_figure(data), key="cal_reliability", config={"displayModeBar": False})
-    st.slider("Accuracy ≥ on what is accepted", 0.5, 1.0, value=target, step=0.005, format="%.3f",
+    if st.session_state.get("cal_target_run") != (
+        run_id,
+        data["target_accuracy"],
+    ):  # another run or calibration
+        st.session_state.cal_target = min(1.0, max(0.5, round(target, 3)))
+        st.session_state.cal_target_run = (run_id, data["target_accuracy"])
+    st.slider("Accuracy ≥ on what is accepted", 0.5, 1.0, step=0.005, format="%.3f",
               key="cal_target", on_change=_store_target, args=(run_id,),
               help="Sets the reject threshold: Classify answers “unknown” below it.")  # fmt: skip
     st.plotly_chart(_coverage_figure(data), key="cal_coverage", config={"displayModeBar": False})

@@ -31,6 +31,8 @@ MAX_CURVE_POINTS = 400  # points stored for the coverage-accuracy chart (every o
 GOLDEN_STEPS = 80  # golden-section steps on log T: the bracket shrinks by 0.618 each, to far below 1e-6
 
 Progress = Callable[[float], None]
+REQUIRED_KEYS = frozenset({"ece_before", "ece_after", "bins_before", "bins_after", "curve", "target_accuracy",
+                           "threshold", "split", "nll_before", "nll_after", "accuracy"})  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------- maths
@@ -197,6 +199,8 @@ def load(run_dir: Path, *, stale_ok: bool = False) -> dict[str, Any] | None:
         return None
     if not stale_ok and data.get("model_stamp") != model_stamp(run_dir):
         return None
+    if not REQUIRED_KEYS <= data.keys() or not isinstance(data["curve"], dict):
+        return None  # a hand-edited or truncated file: treated as not calibrated, never half-read
     return data
 
 
