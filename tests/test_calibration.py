@@ -221,6 +221,12 @@ def test_calibrating_needs_a_finished_run_with_validation_images(isolated_dirs):
     run = train_tiny_run(name, epochs=1, val_split=0.0)
     with pytest.raises(UserError, match="no validation images"):
         calibration.calibrate_run(run.run_id)
+    img = next((paths.data_dir() / "tiny" / "circle").glob("*.png"))
+    out = cli(
+        "predict", "--run", run.run_id, str(img)
+    )  # no validation split: predicts, says why there is no score
+    assert out.returncode == 0 and "note: no unfamiliar-image score" in out.stderr
+    assert "unfamiliar" not in json.loads(out.stdout) and "probabilities" in json.loads(out.stdout)
     runs.update_status(run.path, state="running")
     with pytest.raises(UserError, match="still training"):
         calibration.calibrate_run(run.run_id)
@@ -273,3 +279,29 @@ def test_rescaling_probabilities_equals_scaling_the_logits():
                 calibration.scaled_probabilities(z, t),
                 atol=1e-10,
             )
+
+
+def test_damaged_stored_files_count_as_not_calibrated(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "model.keras").write_bytes(b"a model")
+    stamp = calibration.model_stamp(run_dir)
+    good = {"version": 1, "temperature": 2.0, "model_stamp": stamp, "curve": {}, "threshold": None, "split": {},
+            **{k: 0.0 for k in calibration.REQUIRED_KEYS if k not in ("curve", "threshold", "split")}}  # fmt: skip
+    atomic.write_json(run_dir / calibration.CALIBRATION_FILE, good)
+    assert calibration.temperature(run_dir) == 2.0
+    for bad in ({**good, "temperature": float("inf")}, {**good, "temperature": "2"},
+                {k: v for k, v in good.items() if k != "bins_after"}, [1, 2], {**good, "version": 99}):  # fmt: skip
+        (run_dir / calibration.CALIBRATION_FILE).write_text(json.dumps(bad))
+        assert calibration.load(run_dir) is None and calibration.temperature(run_dir) == 1.0
+    (run_dir / calibration.CALIBRATION_FILE).write_text("{not json")
+    assert calibration.load(run_dir) is None
+
+    meta = {"version": 1, "method": "knn", "thresholds": {"knn": 0.5}, "k": 5, "model_stamp": stamp}
+    atomic.write_json(run_dir / unfamiliar.UNFAMILIAR_FILE, meta)
+    np.save(run_dir / unfamiliar.BANK_FILE, np.ones((10, 4), np.float16))
+    assert unfamiliar.load_detector(run_dir) is not None
+    np.save(run_dir / unfamiliar.BANK_FILE, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert unfamiliar.load_detector(run_dir) is None  # a pickled bank is never loaded
+    (run_dir / unfamiliar.BANK_FILE).write_bytes(b"garbage")
+    assert unfamiliar.load_detector(run_dir) is None
