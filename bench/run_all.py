@@ -23,6 +23,7 @@ if __name__ == "__main__":
         "bench_projector.py",
         "bench_fingerprint.py",
         "bench_onnx.py",
+        "bench_unfamiliar.py",
     ):
         print(f"\n######## {script}", flush=True)
         if subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], cwd=HERE.parent).returncode:

@@ -1,4 +1,4 @@
-"""The CLI: `python -m core datasets | download | import | train | runs | stop | predict | evaluate | export`.
+"""The CLI: `python -m core datasets | download | import | train | runs | stop | predict | evaluate | calibrate | export`.
 
 Same code as the UI. Any error prints one line on stderr and exits non-zero, never a traceback.
 """
@@ -175,6 +175,14 @@ def cmd_predict(args) -> int:
     from core.analysis.prediction import predict_sources
 
     lm = _loaded_model(args)
+    if args.run and lm.detector is None:  # the unfamiliar-image score is fitted on first use, then cached
+        from core.analysis import unfamiliar
+        from core.training import runs
+
+        try:
+            lm.detector = unfamiliar.ensure(runs.get_run(args.run), lm)
+        except UserError as exc:
+            print(f"note: no unfamiliar-image score: {exc}", file=sys.stderr)
     results = predict_sources(lm, [(f, Path(f)) for f in args.images])
     failed = False
     for r in results:
@@ -219,6 +227,17 @@ def cmd_export(args) -> int:
 
     path = export.export(run.path, args.format, Path(args.out) if args.out else None, on_check=report)
     print(path)
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from core.analysis import calibration
+
+    if not 0.0 < args.accuracy <= 1.0:
+        raise UserError(f"--accuracy must be in (0, 1]; got {args.accuracy}")
+    data = calibration.calibrate_run(args.run, args.accuracy)
+    for line in calibration.describe(data):
+        print(line)
     return 0
 
 
@@ -326,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="a new path, or an existing folder to write a new export into "
                    "(default: runs/ID/exports/)")  # fmt: skip
     p.set_defaults(fn=cmd_export)
+    p = sub.add_parser("calibrate", help="fit a temperature on the validation split (ECE before/after), set the "
+                       "reject threshold for a target accuracy, fit the unfamiliar-image score")  # fmt: skip
+    p.add_argument("--run", required=True)
+    p.add_argument("--accuracy", type=float, default=options.DEFAULT_TARGET_ACCURACY,
+                   help="accuracy wanted on the accepted images; sets the reject threshold (default 0.95)")  # fmt: skip
+    p.set_defaults(fn=cmd_calibrate)
     p = sub.add_parser("timelapse", help="a run's time-lapse as PNG frames and a GIF per pinned image")
     p.add_argument("--run", required=True)
     p.add_argument("--out", required=True, help="a new folder, or an existing one to write a new folder into")

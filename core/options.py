@@ -31,3 +31,8 @@ EVALUATION_SPLITS = ("test", "val")
 DEFAULT_SEED = 213  # the Jedi/Sith notebooks' split seed
 DEFAULT_VAL_SPLIT = 0.2
 DEFAULT_PRESET = "fast"
+
+CALIBRATION_BINS = 15  # equal-width confidence bins of the reliability diagram and the ECE
+DEFAULT_TARGET_ACCURACY = 0.95  # "accuracy >= X on what is accepted" until a person picks another X
+UNFAMILIAR_METHODS = ("knn", "energy")  # distance to the nearest training embeddings; energy of the logits
+UNFAMILIAR_PASS_SHARE = 0.95  # the share of validation images that must pass as familiar

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from core.analysis import overview
+from core.analysis import calibration, overview
 from core.models import loading
 
 TOP = 4  # channels per card
@@ -91,5 +91,5 @@ def render(model_key: str, lm: loading.LoadedModel, x: np.ndarray) -> None:
         for g in glance.layers:
             if not (hide and g.off_at_inference):
                 _card(g)
-        _probabilities(lm.class_names, glance.probabilities)
+        _probabilities(lm.class_names, calibration.rescale(glance.probabilities, lm.temperature))
     _opened(glance, cmap)

@@ -10,6 +10,7 @@ from typing import TypeVar
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+from core.analysis import calibration, unfamiliar
 from core.data import datasets
 from core.errors import UserError, first_line
 from core.models import loading
@@ -59,7 +60,7 @@ def list_runs() -> list[runs.Run]:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
-def _load_run_model(run_id: str, mtime: int) -> loading.LoadedModel:
+def _load_run_model(run_id: str, mtime: int, calibrated: tuple[int, ...] = ()) -> loading.LoadedModel:
     return loading.load_run_model(runs.get_run(run_id))
 
 
@@ -69,7 +70,7 @@ def loaded_model(run: runs.Run) -> loading.LoadedModel:
         mtime = run.model_path.stat().st_mtime_ns
     except OSError:
         raise UserError(f"run {run.run_id} has no saved model (was it deleted?)") from None
-    return _load_run_model(run.run_id, mtime)
+    return _load_run_model(run.run_id, mtime, calibration.stamp(run.path) + unfamiliar.stamp(run.path))
 
 
 def follow_run(run_id: str) -> None:

@@ -9,7 +9,7 @@ import streamlit as st
 from core.analysis import prediction
 from core.data import images
 from core.errors import UserError
-from pages import _image_input, _model_input, _shared
+from pages import _calibration, _image_input, _model_input, _shared
 
 MAX_CARDS = 12  # detailed cards; the table holds every image
 SHOW_SIDE = 196  # small inputs are shown upscaled to about this many pixels
@@ -39,6 +39,7 @@ def _card(i: int, pred: prediction.Prediction, threshold: float) -> None:
         )
         label, p = pred.top(threshold)
         with right:
+            _calibration.unfamiliar_warning(pred)
             if label == "unknown":
                 best, pb = pred.top()
                 st.markdown(
@@ -59,7 +60,11 @@ def _table(preds: list[prediction.Prediction], threshold: float, class_names: li
         label, conf = p.top(threshold)
         rows.append({"file": p.name, "top class": label, "confidence": conf}
                     | {cols[c]: v for c, v in p.probabilities.items()})  # fmt: skip
-    df = pd.DataFrame(rows, columns=["file", "top class", "confidence", *cols.values(), "error"])
+        rows[-1]["unfamiliar"] = p.unfamiliar
+    df = pd.DataFrame(
+        rows, columns=["file", "top class", "confidence", *cols.values(), "error", "unfamiliar"]
+    )
+    df = df if df["unfamiliar"].notna().any() else df.drop(columns="unfamiliar")
     return df if df["error"].notna().any() else df.drop(columns="error")
 
 
@@ -77,7 +82,11 @@ def _results(preds: list[prediction.Prediction], threshold: float, class_names: 
     if len(preds) > 1:
         st.subheader("All images")
         df = _table(preds, threshold, class_names)
-        config = {c: st.column_config.NumberColumn(c, format="%.4f") for c in df.columns[3:] if c != "error"}
+        config = {
+            c: st.column_config.NumberColumn(c, format="%.4f")
+            for c in df.columns[3:]
+            if c not in ("error", "unfamiliar")
+        }
         config["confidence"] = st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0,
                                                                format="percent")  # fmt: skip
         st.dataframe(df, hide_index=True, column_config=config, key="clf_table")
@@ -91,9 +100,10 @@ def main() -> None:
     picked = _model_input.model_header("clf", "Classify")
     if picked is None:
         return
-    lm, dataset, _ = picked
+    lm, dataset, key = picked
     c = lm.input_shape[2]
     items = _image_input.pick_images("clf", c, dataset)
+    _calibration.default_threshold(lm, key, "clf_threshold")
     threshold = st.slider("Reject threshold", 0.0, 1.0, 0.5, 0.05, key="clf_threshold",
                           help="Below this confidence the answer is “unknown”.")  # fmt: skip
     if not items:
@@ -101,6 +111,7 @@ def main() -> None:
             "Pick one or more images above to see what the model thinks they are.", icon=":material/image:"
         )
         return
+    _calibration.ensure_detector(lm, key)
     try:
         preds = prediction.predict_sources(lm, _image_input.as_sources(items))
     except UserError as exc:

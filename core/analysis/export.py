@@ -500,6 +500,35 @@ _OUTPUT_TO_PROBS = {
 }
 
 
+def _calibration_facts(run_dir: Path) -> dict[str, Any]:
+    """The run's temperature and reject threshold (1.0 and None when it is not calibrated) for config.json."""
+    from core.analysis import calibration
+
+    data = calibration.load(run_dir) or {}
+    thr = data.get("threshold")
+    return {
+        "temperature": float(data.get("temperature", 1.0)),
+        "reject_threshold": thr["threshold"] if isinstance(thr, dict) else None,
+        "calibration": {k: data[k] for k in ("ece_before", "ece_after", "target_accuracy") if k in data}
+        or None,
+    }
+
+
+def _calibration_line(cfg: dict[str, Any]) -> str:
+    t = cfg.get("temperature", 1.0)
+    if t == 1.0 or not cfg.get("calibration"):
+        return ("- Calibration: none (temperature 1.0). Run `python -m core calibrate --run ID` before exporting to "
+                "get calibrated probabilities.")  # fmt: skip
+    c = cfg["calibration"]
+    line = (f"- Calibration: temperature T = {t:.4f}, fitted on the validation split (ECE {c['ece_before']:.3f} -> "
+            f"{c['ece_after']:.3f}). The model files output *uncalibrated* probabilities; `calibrated()` below applies "
+            "T (softmax(logits / T) = p ** (1 / T), renormalised; for a sigmoid head the same as sigmoid(logit / T)).")  # fmt: skip
+    if cfg.get("reject_threshold") is not None:
+        line += (f" Reject threshold {cfg['reject_threshold']:.4f} on the calibrated top probability gives accuracy >= "
+                 f"{c.get('target_accuracy', 0):.0%} on the validation images it accepts.")  # fmt: skip
+    return line
+
+
 def _readme(cfg: dict[str, Any], formats: tuple[str, ...], has_checks: bool) -> str:
     h, w, c = cfg["input_shape"]
     kind = cfg["output_kind"]
@@ -513,6 +542,7 @@ def _readme(cfg: dict[str, Any], formats: tuple[str, ...], has_checks: bool) -> 
         "scaling is inside the model, so do not divide by 255 yourself.",
         f"- Output kind: `{kind}`. {explain}",
         f"- Classes (in order): {', '.join(cfg['class_names'])}",
+        _calibration_line(cfg),
         "- `config.json` holds the same facts in machine-readable form.",
     ]
     if has_checks:
@@ -532,8 +562,11 @@ def _readme(cfg: dict[str, Any], formats: tuple[str, ...], has_checks: bool) -> 
         "    return x[None]  # (1, H, W, C)\n\n",
         "def to_probs(out):",
         body,
+        '\n\ndef calibrated(probs, t=config.get("temperature", 1.0)):',
+        "    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0) ** (1.0 / t)",
+        "    return p / p.sum()",
         "\n\ndef report(out):",
-        "    probs = to_probs(out)",
+        "    probs = calibrated(to_probs(out))",
         "    best = int(np.argmax(probs))",
         "    print(class_names[best], float(probs[best]))\n```",
     ]
@@ -617,7 +650,7 @@ def export_bundle(
     config = _read_config(run_dir)
     label = _run_label(run_dir, config)
     shape = _input_shape(model, config)
-    cfg = _bundle_config(model, config, formats)
+    cfg = _bundle_config(model, config, formats) | _calibration_facts(run_dir)
     checks: dict[str, ExportCheck] = {}
 
     _refuse_existing(out_zip)

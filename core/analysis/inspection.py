@@ -43,6 +43,7 @@ __all__ = [
     "kernel_grid",
     "layer_activations",
     "overlay",
+    "score_tensor",
     "tile_maps",
     "tile_maps_rgb",
 ]
@@ -394,7 +395,7 @@ def _activation_name(layer: keras.layers.Layer) -> str:
     return getattr(act, "__name__", "") if act is not None else ""
 
 
-def _score_tensor(model: keras.Model) -> tuple[object, keras.layers.Dense | None, bool]:
+def score_tensor(model: keras.Model) -> tuple[object, keras.layers.Dense | None, bool]:
     """(tensor, dense, pre_activation): what Grad-CAM differentiates, found without touching the shared model.
 
     keras-io's grad_cam example sets the last activation to None; mutating a model the UI caches and calls from
@@ -418,12 +419,15 @@ def _score_tensor(model: keras.Model) -> tuple[object, keras.layers.Dense | None
     return output, None, False
 
 
+_score_tensor = score_tensor  # the name the time-lapse recorder uses
+
+
 def _grad_model(model: keras.Model, layer: keras.layers.Layer) -> _GradSide:
     with _CACHE_LOCK:
         per_model = _GRAD_MODELS.setdefault(model, {})
         cached = per_model.get(layer.name)
         if cached is None:
-            score, dense, pre = _score_tensor(model)
+            score, dense, pre = score_tensor(model)
             side = keras.Model(_model_inputs(model), [_layer_output(model, layer), score])
             cached = _GradSide(side, dense, pre)
             per_model[layer.name] = cached

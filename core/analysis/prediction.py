@@ -25,6 +25,8 @@ class Prediction:
     probabilities: dict[str, float] | None = None
     seen: np.ndarray | None = None  # the image as the model sees it (uint8, for display)
     error: str | None = None
+    unfamiliar: bool | None = None  # unlike the training data (core.analysis.unfamiliar); None: not scored
+    unfamiliar_score: float | None = None
 
     def top(self, threshold: float = 0.0) -> tuple[str, float]:
         """Best class and its probability; "unknown" below the reject threshold."""
@@ -35,7 +37,10 @@ class Prediction:
     def as_json(self) -> dict:
         if self.error:
             return {"file": self.name, "error": self.error}
-        return {"file": self.name, "probabilities": self.probabilities}
+        out: dict = {"file": self.name, "probabilities": self.probabilities}
+        if self.unfamiliar is not None:
+            out |= {"unfamiliar": self.unfamiliar, "unfamiliar_score": self.unfamiliar_score}
+        return out
 
 
 def batched_outputs(
@@ -63,8 +68,27 @@ def batched_outputs(
 
 
 def probabilities(lm: LoadedModel, x: np.ndarray) -> np.ndarray:
-    """(N, k) probabilities for a float32 batch of raw pixels."""
-    return to_probabilities(batched_outputs(lm.model, x), lm.output_kind)
+    """(N, k) probabilities for a float32 batch of raw pixels, temperature-scaled when the run is calibrated."""
+    return scored(lm, x, unfamiliar=False)[0]
+
+
+def scored(lm: LoadedModel, x: np.ndarray, unfamiliar: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """(probabilities, unfamiliar scores or None): one pass through the model for both.
+
+    Uncalibrated and without a detector, the model's own outputs (unchanged numbers); otherwise the logits
+    before the softmax/sigmoid, divided by the run's temperature, and the detector's scores from the same pass.
+    """
+    detector = lm.detector if unfamiliar else None
+    if lm.temperature == 1.0 and detector is None:
+        return to_probabilities(batched_outputs(lm.model, x), lm.output_kind), None
+    from core.analysis import calibration, head
+
+    out = head.head_outputs(lm.model, x, lm.output_kind)
+    if lm.temperature == 1.0 and out.outputs is not None:  # the model's own numbers, as without a detector
+        probs = to_probabilities(out.outputs, lm.output_kind)
+    else:
+        probs = calibration.scaled_probabilities(out.logits, lm.temperature)
+    return probs, (detector.scores(out) if detector is not None else None)
 
 
 def prepare_for(lm: LoadedModel, source: bytes | Path | str, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -88,11 +112,14 @@ def predict_sources(
             results.append(Prediction(name, error=str(exc)))
     for i in range(0, len(ready), batch):
         chunk = ready[i : i + batch]
-        probs = probabilities(lm, np.stack([x for _, x in chunk]))
-        for (idx, _), p in zip(chunk, probs, strict=True):
+        probs, scores = scored(lm, np.stack([x for _, x in chunk]))
+        for j, ((idx, _), p) in enumerate(zip(chunk, probs, strict=True)):
             if not np.all(np.isfinite(p)):
                 results[idx].error = NON_FINITE
                 results[idx].seen = None
                 continue
             results[idx].probabilities = {c: float(v) for c, v in zip(lm.class_names, p, strict=True)}
+            if scores is not None and np.isfinite(scores[j]):
+                results[idx].unfamiliar_score = float(scores[j])
+                results[idx].unfamiliar = bool(lm.detector.flags(scores[j : j + 1])[0])
     return results

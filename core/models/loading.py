@@ -586,6 +586,12 @@ class LoadedModel:
     input_shape: tuple[int, int, int]
     output_kind: str
     source: str
+    temperature: float = (
+        1.0  # from the run's calibration: logits are divided by it (core.analysis.calibration)
+    )
+    detector: Any = (
+        None  # the run's unfamiliar-image detector (core.analysis.unfamiliar.Detector), when fitted
+    )
 
 
 def infer_output_kind(model) -> str:
@@ -633,5 +639,10 @@ def load_uploaded(data: bytes, name: str, class_names: list[str] | None = None) 
 def load_run_model(run) -> LoadedModel:
     if not run.has_model:
         raise UserError(f"run {run.run_id} has no saved model yet")
+    from core.analysis import calibration, unfamiliar
+
     model = load_model(run.model_path)
-    return describe(model, run.config.to_dict(), run.run_id)
+    lm = describe(model, run.config.to_dict(), run.run_id)
+    lm.temperature = calibration.temperature(run.path)
+    lm.detector = unfamiliar.load_detector(run.path)
+    return lm
