@@ -1,4 +1,4 @@
-"""The CLI: `python -m core datasets | download | import | train | runs | stop | predict | evaluate | export`.
+"""The CLI: `python -m core datasets | download | import | train | runs | stop | predict | evaluate | export | ...`.
 
 Same code as the UI. Any error prints one line on stderr and exits non-zero, never a traceback.
 """
@@ -234,6 +234,30 @@ def cmd_filters(args) -> int:
     return 0
 
 
+def cmd_lr_find(args) -> int:
+    from core.training.trainer import TrainRequest
+
+    plot = None
+    if args.plot:
+        from core.analysis import png_out
+
+        plot = png_out.check(Path(args.plot))  # refused in a second, before TensorFlow loads
+    req = TrainRequest(dataset=args.dataset, preset=args.preset, batch_size=args.batch_size,
+                       optimizer=args.optimizer, seed=args.seed, limit=args.limit)  # fmt: skip
+    from core.training import lr_finder
+
+    result = lr_finder.find_lr(req, steps=args.steps)
+    print(lr_finder.describe(result), file=sys.stderr)
+    if plot is not None:
+        from core.analysis import png_out
+
+        print(f"plot: {png_out.write(plot, lr_finder.plot_png(result))}", file=sys.stderr)
+    if result.suggestion is None:
+        return 1
+    print(f"{result.suggestion:.3g}")
+    return 0
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse prints a usage block and then the error; a person gets the one line that says what is wrong."""
 
@@ -323,6 +347,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="a new .png file (an existing one is never replaced)")
     p.add_argument("--iterations", type=int, default=30, help="gradient-ascent steps per filter (1..200)")
     p.set_defaults(fn=cmd_filters)
+    p = sub.add_parser(
+        "lr-find", help="learning-rate range test on a fresh model; prints the suggested rate last"
+    )
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--preset", default=options.DEFAULT_PRESET)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=options.OPTIMIZERS)
+    p.add_argument("--steps", type=int, default=200, help="batches, one learning rate each (10..2000)")
+    p.add_argument("--seed", type=int, default=options.DEFAULT_SEED)
+    p.add_argument("--limit", type=int, help="at most this many images per split")
+    p.add_argument("--plot", help="also write the loss-vs-LR plot to this new .png file")
+    p.set_defaults(fn=cmd_lr_find)
     return ap
 
 
