@@ -258,6 +258,16 @@ def cmd_lr_find(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from core.analysis import comparison
+    from core.training import runs
+
+    comparison.check_comparable(runs.get_run(args.run_a), runs.get_run(args.run_b))  # before TensorFlow loads
+    result = comparison.compare_runs(args.run_a, args.run_b, split=args.split, limit=args.limit)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else comparison.format_text(result))
+    return 0
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse prints a usage block and then the error; a person gets the one line that says what is wrong."""
 
@@ -359,6 +369,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="at most this many images per split")
     p.add_argument("--plot", help="also write the loss-vs-LR plot to this new .png file")
     p.set_defaults(fn=cmd_lr_find)
+    p = sub.add_parser(
+        "compare", help="two runs on the same test images: accuracy, per class, McNemar, size, latency"
+    )
+    p.add_argument("run_a", metavar="RUN_A")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("--split", choices=options.EVALUATION_SPLITS,
+                   help="default: test, or validation when the dataset has no test split")  # fmt: skip
+    p.add_argument("--limit", type=int, help="at most this many images")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    p.set_defaults(fn=cmd_compare)
     return ap
 
 

@@ -10,7 +10,7 @@ import streamlit as st
 from core.analysis import evaluation, evaluation_runs
 from core.errors import UserError
 from core.training import runs
-from pages import _evaluate_projector, _run_notices, _shared
+from pages import _evaluate_compare, _evaluate_projector, _run_notices, _shared
 from pages import _evaluate_views as views
 
 
@@ -147,6 +147,7 @@ def main() -> None:
         _mistakes(run, result)
         views.embeddings(result)
         _evaluate_projector.show(run, result)
+        _evaluate_compare.show(run)
     except UserError as exc:
         _shared.error(exc)
 
