@@ -196,6 +196,10 @@ def cmd_evaluate(args) -> int:
             f" (training recorded {recorded:.10f} for the saved model)" if isinstance(recorded, float) else ""
         )
         print(f"validation accuracy {result.accuracy:.10f}{rec}")
+    if args.tta:
+        from core.analysis import tta
+
+        print(tta.evaluate_run(args.run, split=result.split, limit=args.limit).describe())
     return 0
 
 
@@ -340,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int)
     p.add_argument("--split", choices=options.EVALUATION_SPLITS,
                    help="default: test, or validation when the dataset has no test split; val is the run's own")  # fmt: skip
+    p.add_argument("--tta", action="store_true",
+                   help="also measure test-time augmentation (shifts, and a mirror where the data allows)")  # fmt: skip
     p.set_defaults(fn=cmd_evaluate)
     p = sub.add_parser("export", help="export a run's model to a new file or folder (never replaces one)")
     p.add_argument("--run", required=True)
