@@ -37,24 +37,30 @@ def test_shifts_move_the_image_and_repeat_the_edge():
         tta.view(x, "rotate", 2)
 
 
-def test_the_mirror_rule():
+def test_the_rule_follows_the_models_own_augmentation_and_the_dataset():
     import keras
 
-    digits = tta.plan("digits", (8, 8, 1))
-    assert "mirror" not in digits.views and "digit" in digits.mirror_reason
-    assert digits.shift_px == 1 and len(digits.views) == 5
-    fashion = tta.plan("fashion-mnist-sample", (28, 28, 1))
-    assert fashion.views == ("identity", "mirror", "shift right", "shift left", "shift down", "shift up")
-    assert fashion.shift_px == 2
-    assert "mirror" not in tta.plan("my-photos", (28, 28, 3)).views  # unknown folder, no flip in training
+    def trained_with(*augmentation):
+        inputs = keras.Input((28, 28, 1))
+        x = inputs
+        for layer in augmentation:
+            x = layer(x)
+        return keras.Model(inputs, x)
 
-    def with_flip(mode: str):
-        inputs = keras.Input((16, 16, 1))
-        return keras.Model(inputs, keras.layers.RandomFlip(mode)(inputs))
-
-    assert "mirror" in tta.plan("my-photos", (16, 16, 1), with_flip("horizontal_and_vertical")).views
-    assert "mirror" not in tta.plan("my-photos", (16, 16, 1), with_flip("vertical")).views
-    assert "mirror" not in tta.plan("mnist", (28, 28, 1), with_flip("horizontal")).views  # digits never
+    plain = tta.plan("fashion-mnist-sample", (28, 28, 1), trained_with())
+    assert plain.views == ("identity", "shift right", "shift left", "shift down", "shift up")
+    assert plain.shift_px == 1 and "not trained with shifts" in plain.shift_reason
+    both = tta.plan("fashion-mnist-sample", (28, 28, 1),
+                    trained_with(keras.layers.RandomFlip("horizontal"), keras.layers.RandomTranslation(0.1, 0.1)))  # fmt: skip
+    assert both.views == ("identity", "mirror", "shift right", "shift left", "shift down", "shift up")
+    assert both.shift_px == 2 and "trained with horizontal flips" in both.mirror_reason
+    assert "mirror" in tta.plan("my-photos", (28, 28, 3), trained_with(keras.layers.RandomFlip())).views
+    assert (
+        "mirror"
+        not in tta.plan("my-photos", (28, 28, 1), trained_with(keras.layers.RandomFlip("vertical"))).views
+    )
+    digits = tta.plan("digits", (8, 8, 1), trained_with(keras.layers.RandomFlip("horizontal")))
+    assert "mirror" not in digits.views and "digit" in digits.mirror_reason  # digits never, flips or not
     assert tta.plan("tiny", (4, 4, 1)).views == ("identity",)  # too small to shift
 
 
@@ -115,6 +121,7 @@ def test_cli_evaluate_tta(installed):
     assert out.returncode == 0, out.stderr
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("test-time augmentation on 15 test images: accuracy") and "shifts of ±1 px" in last
+    assert "no mirror (the model was not trained with horizontal flips)" in last
 
 
 @pytest.mark.slow
@@ -129,4 +136,4 @@ def test_evaluate_page_toggle_shows_the_measured_gain(installed):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Accuracy with TTA"] == f"{result.tta_accuracy:.1%}"
     assert metrics["Without"] == f"{result.accuracy:.1%}"
-    assert "5 views: the image, shifts of ±1 px, no mirror" in texts(at)
+    assert "5 views: the image, shifts of ±1 px (the smallest shift" in texts(at)

@@ -1,14 +1,16 @@
 """Test-time augmentation (TTA): classify each image several times, slightly altered, and average the class
 probabilities; the gain is measured on the same images with and without it.
 
-Which views a run gets (the rule, `plan`):
+Which views a run gets (the rule, `plan`), read from the model's own augmentation layers, because a view helps
+only when training taught the model that it does not change the class. Measured on the embedded Fashion-MNIST
+sample with the `fast` preset (trained without augmentation): 87.4% plain, 60.1% on mirrored images (its shoes
+all face left), 80.7-83.9% on images shifted by 1 px, 73-78% by 2 px.
 - the image itself, always;
-- shifts of ±SHIFT_FRACTION of the side (2 px at 28x28, at least 1 px) left, right, up and down, edges
-  replicated: a CNN should not care where an object sits by a pixel or two, whatever the dataset;
-- a horizontal mirror only when mirrored images are still the same class: when the model itself was trained
-  with a horizontal RandomFlip (its augmentation config), or the dataset is one of MIRROR_SAFE_DATASETS
-  (clothes, natural photos). Never for NO_MIRROR_DATASETS (digits: a mirrored 2 or 7 is not a digit), and
-  not for other folders of your own, whose classes may depend on left and right.
+- a horizontal mirror when the model was trained with a horizontal RandomFlip, except for NO_MIRROR_DATASETS
+  (digits: a mirrored 2 or 7 is not a digit);
+- shifts left, right, up and down by SHIFT_FRACTION of the side (2 px at 28x28) when the model was trained with
+  RandomTranslation; otherwise by FALLBACK_SHIFT_PX (1 px), the smallest change there is, so a model trained
+  without augmentation still gets a measured answer (usually a small loss, shown as such).
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from core.analysis.prediction import batched_outputs
 from core.analysis.probabilities import to_probabilities
 from core.errors import UserError
 
-MIRROR_SAFE_DATASETS = ("fashion-mnist-sample", "fashion_mnist", "cifar10")
 NO_MIRROR_DATASETS = ("digits", "mnist")
 SHIFT_FRACTION = 2 / 28
+FALLBACK_SHIFT_PX = 1
+MIN_SIDE_TO_SHIFT = 8
 CHUNK = 1024  # images altered at a time, so the views of a big split never sit in memory at once
 
 Progress = Callable[[float], None]
@@ -38,42 +41,50 @@ class Plan:
     views: tuple[str, ...]  # "identity", "mirror", "shift right", "shift left", "shift down", "shift up"
     shift_px: int
     mirror_reason: str
+    shift_reason: str = ""
 
     def describe(self) -> str:
         shifts = f"shifts of ±{self.shift_px} px" if self.shift_px else "no shifts"
         mirror = "a horizontal mirror" if "mirror" in self.views else "no mirror"
-        return f"{len(self.views)} views: the image, {shifts}, {mirror} ({self.mirror_reason})"
+        return f"{len(self.views)} views: the image, {shifts} ({self.shift_reason}), {mirror} ({self.mirror_reason})"
+
+
+def _augmentation(model: Any, kind: str) -> list[Any]:
+    return [layer for layer in getattr(model, "layers", []) if type(layer).__name__ == kind]
 
 
 def trained_with_mirror(model: Any) -> bool:
     """True when the model's own augmentation flips images left-right (a RandomFlip whose mode is horizontal)."""
-    for layer in getattr(model, "layers", []):
-        if type(layer).__name__ == "RandomFlip" and "horizontal" in str(getattr(layer, "mode", "")):
-            return True
-    return False
+    return any(
+        "horizontal" in str(getattr(layer, "mode", "")) for layer in _augmentation(model, "RandomFlip")
+    )
+
+
+def trained_with_shifts(model: Any) -> bool:
+    return bool(_augmentation(model, "RandomTranslation"))
 
 
 def plan(dataset: str, input_shape: tuple[int, int, int], model: Any = None) -> Plan:
     """The views for a run's dataset and model (the rule is in the module docstring)."""
-    h, w = int(input_shape[0]), int(input_shape[1])
-    shift = max(1, round(min(h, w) * SHIFT_FRACTION)) if min(h, w) >= 8 else 0
+    side = min(int(input_shape[0]), int(input_shape[1]))
     if dataset in NO_MIRROR_DATASETS:
         mirror, why = False, f"{dataset}: a mirrored digit is not the same digit"
     elif model is not None and trained_with_mirror(model):
         mirror, why = True, "the model was trained with horizontal flips"
-    elif dataset in MIRROR_SAFE_DATASETS:
-        mirror, why = True, f"{dataset}: mirrored images keep their class"
     else:
-        mirror, why = (
-            False,
-            "the model was not trained with flips and the dataset's classes may depend on left/right",
-        )
+        mirror, why = False, "the model was not trained with horizontal flips"
+    if side < MIN_SIDE_TO_SHIFT:
+        shift, shift_why = 0, f"images under {MIN_SIDE_TO_SHIFT} px"
+    elif model is not None and trained_with_shifts(model):
+        shift, shift_why = max(1, round(side * SHIFT_FRACTION)), "the model was trained with shifts"
+    else:
+        shift, shift_why = FALLBACK_SHIFT_PX, "the smallest shift: the model was not trained with shifts"
     views = ["identity"]
     if mirror:
         views.append("mirror")
     if shift:
         views += ["shift right", "shift left", "shift down", "shift up"]
-    return Plan(tuple(views), shift, why)
+    return Plan(tuple(views), shift, why, shift_why)
 
 
 def shifted(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
