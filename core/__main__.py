@@ -370,7 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=options.DEFAULT_PRESET)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--optimizer", choices=options.OPTIMIZERS)
-    p.add_argument("--steps", type=int, default=200, help="batches, one learning rate each (10..2000)")
+    p.add_argument(
+        "--steps", type=int, default=options.LR_FIND_STEPS, help="batches, one learning rate each (10..2000)"
+    )
     p.add_argument("--seed", type=int, default=options.DEFAULT_SEED)
     p.add_argument("--limit", type=int, help="at most this many images per split")
     p.add_argument("--plot", help="also write the loss-vs-LR plot to this new .png file")

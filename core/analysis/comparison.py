@@ -173,8 +173,8 @@ def shared_images(run_a: runs.Run, run_b: runs.Run, split: str | None = None,
                                     limit=limit)["test"]  # fmt: skip
 
     used = "test"
-    data_a = test_split(run_a) if split != "val" else datasets.SplitData(np.zeros((0, 1, 1, 1)), np.zeros(0))
-    if len(data_a):
+    data_a = test_split(run_a) if split != "val" else None
+    if data_a is not None and len(data_a):
         data_b = test_split(run_b)
     elif split == "test":
         raise UserError(
@@ -184,7 +184,9 @@ def shared_images(run_a: runs.Run, run_b: runs.Run, split: str | None = None,
         _same_validation(run_a, run_b)
         used = "val"
         data_a, data_b = evaluation_runs.validation_split(run_a), evaluation_runs.validation_split(run_b)
-        if limit and limit < len(data_a):
+        if limit and limit < len(
+            data_a
+        ):  # the first `limit` of the runs' own split, as `evaluate` takes them
             data_a, data_b = (datasets.SplitData(d.x[:limit], d.y[:limit], d.paths[:limit] if d.paths else None)
                               for d in (data_a, data_b))  # fmt: skip
     if not np.array_equal(data_a.y, data_b.y) or (data_a.paths or None) != (data_b.paths or None):

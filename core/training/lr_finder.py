@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from core import validation
+from core import options, validation
 from core.data import datasets
 from core.errors import UserError
 from core.training.trainer import TrainRequest
 
 SUGGESTION_RULE = "steepest descent of the smoothed loss"
-DEFAULT_STEPS = 200
+DEFAULT_STEPS = options.LR_FIND_STEPS
 MIN_STEPS, MAX_STEPS = 10, 2000
 START_LR = 1e-7
 END_LR = 10.0  # = validation.MAX_LEARNING_RATE; the test stops long before for most optimizers
