@@ -107,7 +107,9 @@ class Comparison:
             return "The two models are right on exactly the same images."
         better = "B" if diff > 0 else "A" if diff < 0 else None
         lead = (
-            f"{better} is more accurate by {abs(diff):.1%} points" if better else "both are equally accurate"
+            f"{better} is more accurate by {abs(diff) * 100:.1f} points"
+            if better
+            else "both are equally accurate"
         )
         if self.test.p_value < ALPHA:
             return f"{lead}; McNemar p = {self.test.p_value:.3g} < {ALPHA}: unlikely to be chance."
