@@ -1,4 +1,4 @@
-"""The CLI: `python -m core datasets | download | import | train | runs | stop | predict | evaluate | calibrate | export`.
+"""The CLI: `python -m core datasets | download | import | train | runs | stop | predict | evaluate | calibrate | export | ...`.
 
 Same code as the UI. Any error prints one line on stderr and exits non-zero, never a traceback.
 """
@@ -213,6 +213,10 @@ def cmd_evaluate(args) -> int:
             f" (training recorded {recorded:.10f} for the saved model)" if isinstance(recorded, float) else ""
         )
         print(f"validation accuracy {result.accuracy:.10f}{rec}")
+    if args.tta:
+        from core.analysis import tta
+
+        print(tta.evaluate_run(args.run, split=result.split, limit=args.limit).describe())
     return 0
 
 
@@ -263,6 +267,40 @@ def cmd_filters(args) -> int:
     grid, meta, cached = filter_viz.run_filter_grid(args.run, args.layer, iterations=args.iterations)
     filter_viz.write_new_png(out, grid, meta)
     print(f"{out}  ({filter_viz.describe(meta)}{'; from the run cache' if cached else ''})")
+    return 0
+
+
+def cmd_lr_find(args) -> int:
+    from core.training.trainer import TrainRequest
+
+    plot = None
+    if args.plot:
+        from core.analysis import png_out
+
+        plot = png_out.check(Path(args.plot))  # refused in a second, before TensorFlow loads
+    req = TrainRequest(dataset=args.dataset, preset=args.preset, batch_size=args.batch_size,
+                       optimizer=args.optimizer, seed=args.seed, limit=args.limit)  # fmt: skip
+    from core.training import lr_finder
+
+    result = lr_finder.find_lr(req, steps=args.steps)
+    print(lr_finder.describe(result), file=sys.stderr)
+    if plot is not None:
+        from core.analysis import png_out
+
+        print(f"plot: {png_out.write(plot, lr_finder.plot_png(result))}", file=sys.stderr)
+    if result.suggestion is None:
+        return 1
+    print(f"{result.suggestion:.3g}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from core.analysis import comparison
+    from core.training import runs
+
+    comparison.check_comparable(runs.get_run(args.run_a), runs.get_run(args.run_b))  # before TensorFlow loads
+    result = comparison.compare_runs(args.run_a, args.run_b, split=args.split, limit=args.limit)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else comparison.format_text(result))
     return 0
 
 
@@ -338,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int)
     p.add_argument("--split", choices=options.EVALUATION_SPLITS,
                    help="default: test, or validation when the dataset has no test split; val is the run's own")  # fmt: skip
+    p.add_argument("--tta", action="store_true",
+                   help="also measure test-time augmentation (shifts, and a mirror where the data allows)")  # fmt: skip
     p.set_defaults(fn=cmd_evaluate)
     p = sub.add_parser("export", help="export a run's model to a new file or folder (never replaces one)")
     p.add_argument("--run", required=True)
@@ -361,6 +401,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="a new .png file (an existing one is never replaced)")
     p.add_argument("--iterations", type=int, default=30, help="gradient-ascent steps per filter (1..200)")
     p.set_defaults(fn=cmd_filters)
+    p = sub.add_parser(
+        "lr-find", help="learning-rate range test on a fresh model; prints the suggested rate last"
+    )
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--preset", default=options.DEFAULT_PRESET)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=options.OPTIMIZERS)
+    p.add_argument(
+        "--steps", type=int, default=options.LR_FIND_STEPS, help="batches, one learning rate each (10..2000)"
+    )
+    p.add_argument("--seed", type=int, default=options.DEFAULT_SEED)
+    p.add_argument("--limit", type=int, help="at most this many images per split")
+    p.add_argument("--plot", help="also write the loss-vs-LR plot to this new .png file")
+    p.set_defaults(fn=cmd_lr_find)
+    p = sub.add_parser(
+        "compare", help="two runs on the same test images: accuracy, per class, McNemar, size, latency"
+    )
+    p.add_argument("run_a", metavar="RUN_A")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("--split", choices=options.EVALUATION_SPLITS,
+                   help="default: test, or validation when the dataset has no test split")  # fmt: skip
+    p.add_argument("--limit", type=int, help="at most this many images")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    p.set_defaults(fn=cmd_compare)
     return ap
 
 

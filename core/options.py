@@ -36,3 +36,4 @@ CALIBRATION_BINS = 15  # equal-width confidence bins of the reliability diagram 
 DEFAULT_TARGET_ACCURACY = 0.95  # "accuracy >= X on what is accepted" until a person picks another X
 UNFAMILIAR_METHODS = ("knn", "energy")  # distance to the nearest training embeddings; energy of the logits
 UNFAMILIAR_PASS_SHARE = 0.95  # the share of validation images that must pass as familiar
+LR_FIND_STEPS = 200  # batches of the learning-rate range test, one learning rate each

@@ -10,7 +10,7 @@ import streamlit as st
 from core.analysis import evaluation, evaluation_runs
 from core.errors import UserError
 from core.training import runs
-from pages import _calibration, _evaluate_projector, _run_notices, _shared
+from pages import _calibration, _evaluate_compare, _evaluate_projector, _evaluate_tta, _run_notices, _shared
 from pages import _evaluate_views as views
 
 
@@ -142,12 +142,14 @@ def main() -> None:
         return
     try:
         views.summary(result, evaluation_runs.source(run))
+        _evaluate_tta.show(run)
         views.per_class(result)
         _drill_down(run, result)
         _mistakes(run, result)
         views.embeddings(result)
         _evaluate_projector.show(run, result)
         _calibration.calibration_section(run.run_id)
+        _evaluate_compare.show(run)
     except UserError as exc:
         _shared.error(exc)
 

@@ -8,7 +8,7 @@ from core.errors import UserError
 from core.models import architectures
 from core.training import jobs, progress, runs
 from core.training.trainer import resolve
-from pages import _runs_view, _shared, _train_dynamics, _train_form
+from pages import _runs_view, _shared, _train_dynamics, _train_form, _train_lr_finder
 
 
 @st.cache_resource(max_entries=8, show_spinner="Building the model…")
@@ -67,6 +67,7 @@ def main() -> None:
     req = _train_form.form(dataset)
     if req is None:
         return
+    _train_lr_finder.render(req)
     try:
         cfg = resolve(req)
         rows, counts = _summary(req.preset, cfg.input_shape, cfg.num_classes,
