@@ -26,3 +26,4 @@ EVALUATION_SPLITS = ("test", "val")
 DEFAULT_SEED = 213  # the Jedi/Sith notebooks' split seed
 DEFAULT_VAL_SPLIT = 0.2
 DEFAULT_PRESET = "fast"
+DATASET_LAYOUTS = ("flat", "splits")  # data/<name>/<class>/ or data/<name>/{train,validation,test}/<class>/
