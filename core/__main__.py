@@ -1,4 +1,4 @@
-"""The CLI: `python -m core datasets | download | import | train | runs | stop | predict | evaluate | export`.
+"""The CLI: `python -m core datasets | dataset | download | import | train | runs | stop | predict | evaluate | export`.
 
 Same code as the UI. Any error prints one line on stderr and exits non-zero, never a traceback.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from core import options  # noqa: E402
+from core import dataset_cli, options  # noqa: E402
 from core.errors import UserError, first_line  # noqa: E402
 
 
@@ -323,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="a new .png file (an existing one is never replaced)")
     p.add_argument("--iterations", type=int, default=30, help="gradient-ascent steps per filter (1..200)")
     p.set_defaults(fn=cmd_filters)
+    dataset_cli.add_parser(sub)  # dataset new|add|rm|mv|rename|restore|trash|ls (core/dataset_cli.py)
     return ap
 
 

@@ -456,6 +456,11 @@ def _image(t: DatasetTree, rel_path: str) -> tuple[str, str, str]:
     return split, cls, name
 
 
+def check_image(dataset: str, rel_path: str) -> str:
+    """The class of an existing image of `dataset` (UserError when there is none), to check a batch before acting."""
+    return _image(tree(dataset), rel_path)[1]
+
+
 def move_image(dataset: str, rel_path: str, to_class: str) -> str:
     """Move one image to another class of the same split; returns its new relative path (a clash gets -1, -2...)."""
     t = tree(dataset)
