@@ -17,10 +17,13 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from core import atomic, options, paths
 from core.data import keras_datasets, trash
-from core.data.datasets import SPLIT_ALIASES, SPLIT_FOLDERS, SPLITS
-from core.data.images import ALLOWED_EXTENSIONS
+from core.data.datasets import GRAY_MODES, SPLIT_ALIASES, SPLIT_FOLDERS, SPLITS
+from core.data.images import ALLOWED_EXTENSIONS, load_image, to_mode
 from core.data.importer import check_dataset_name, encoded_image, safe_stem, upload_name_problem
 from core.errors import UserError
 from core.validation import human_bytes
@@ -486,6 +489,19 @@ def move_image(dataset: str, rel_path: str, to_class: str) -> str:
         _touch(t.path)
         return f"{split}/{to_class}/{new}" if split else f"{to_class}/{new}"
     raise UserError(f"too many files named {stem}* in class {to_class}")
+
+
+def thumbnail(dataset: str, rel_path: str, side: int = 96) -> np.ndarray:
+    """An image of the dataset fitted into side×side for the page's grid (small ones enlarged without blurring),
+    decoded under `load_image`'s caps; uint8 HxW or HxWx3."""
+    t = tree(dataset)
+    _image(t, rel_path)
+    img = load_image(t.path / rel_path)
+    img = to_mode(img, 1 if img.mode in GRAY_MODES else 3)
+    scale = side / max(img.size)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS
+    return np.asarray(img.resize(size, resample))
 
 
 def remove_image(dataset: str, rel_path: str) -> str:
