@@ -161,14 +161,15 @@ def _add_uploads(dataset: str, cls: str, key: str, split: str | None) -> None:
 def _uploader(dataset: str, cls: str, split: str | None, key: str, label: str, directory: bool) -> None:
     wkey = f"{key}_{st.session_state.get(key + '_n', 0)}"
     files = st.file_uploader(label, accept_multiple_files="directory" if directory else True, key=wkey,
-                             type=sorted(e.lstrip(".") for e in ALLOWED_EXTENSIONS))  # fmt: skip
+                             type=sorted(e.lstrip(".") for e in ALLOWED_EXTENSIONS),
+                             max_upload_size=editing.MAX_FILE_BYTES >> 20)  # fmt: skip
     st.button(f"Add {len(files or [])} image(s) to {cls}", key=f"{key}_button", disabled=not files,
               on_click=_add_uploads, args=(dataset, cls, key, split), type="primary")  # fmt: skip
 
 
 def _camera(dataset: str, cls: str, split: str | None) -> None:
     """Every new shot goes straight into the class; the count per class says how many this session took."""
-    shot = st.camera_input(f"Take photos for {cls}", key="build_camera")
+    shot = st.camera_input(f"Take photos for {cls}", key="build_camera", width=480)
     if shot is not None and st.session_state.get("build_last_shot") != shot.file_id:
         st.session_state.build_last_shot = shot.file_id
         rep = _act(editing.add_images, dataset, cls, [("webcam.jpg", shot.getvalue())], split)
@@ -190,7 +191,7 @@ def _add_box(t: editing.DatasetTree, cls: str) -> None:
         split = st.radio("Into split", ["train", "validation", "test"], key="build_split", horizontal=True)
     files, folder, camera = st.tabs(["Files", "Folder", "Webcam"])
     with files:
-        _uploader(t.name, cls, split, "build_files", f"Images for {cls}", directory=False)
+        _uploader(t.name, cls, split, "build_files", f"Image files for {cls}", directory=False)
     with folder:
         _uploader(t.name, cls, split, "build_folder", f"A folder of images for {cls}", directory=True)
     with camera:
