@@ -280,7 +280,7 @@ def rename_class(dataset: str, old: str, new: str) -> None:
     done: list[tuple[Path, Path]] = []
     try:
         for src, dst in pairs:
-            if os.path.lexists(dst) and dst.name != src.name:
+            if os.path.lexists(dst) and dst.name.lower() != src.name.lower():
                 raise FileExistsError(dst.name)
             os.rename(src, dst)
             done.append((src, dst))
@@ -442,32 +442,41 @@ def images(dataset: str, cls: str, query: str = "") -> list[str]:
     return sorted(out, key=lambda r: (r.rsplit("/", 1)[-1].lower(), r))
 
 
-def _image(t: DatasetTree, rel_path: str) -> tuple[str, str, str]:
-    """(split folder, class, file name) of an existing image named by its hostile relative path."""
-    missing = UserError(f"no image {rel_path!r} in dataset {t.name}")
+def _image(name: str, root: Path, splits: list[str], rel_path: str) -> tuple[str, str, str]:
+    """(split folder, class, file name) of an existing image named by its hostile relative path; reads only the
+    folders on that path, so a thumbnail of a 60,000-image dataset costs no scan of it."""
+    missing = UserError(f"no image {rel_path!r} in dataset {name}")
     parts = str(rel_path).split("/")
-    if t.layout == "flat":
+    if splits == [""]:
         parts = ["", *parts]
     if len(parts) != 3 or any(p.startswith(".") or "\\" in p or "\x00" in p for p in parts):
         raise missing
-    split, cls, name = parts
-    if not name or split not in t.splits or cls not in t.counts:
+    split, cls, file = parts
+    if not file or not cls or cls == "__MACOSX" or split not in splits:
         raise missing
-    p = t.path / rel_path
-    if p.is_symlink() or not p.is_file() or os.path.splitext(name)[1].lower() not in ALLOWED_EXTENSIONS:
+    folder = root / split / cls if split else root / cls
+    p = folder / file
+    if folder.is_symlink() or p.is_symlink() or not p.is_file():
         raise missing
-    return split, cls, name
+    if os.path.splitext(file)[1].lower() not in ALLOWED_EXTENSIONS:
+        raise missing
+    return split, cls, file
+
+
+def _located(dataset: str, rel_path: str) -> tuple[Path, str, str, str]:
+    root = _dataset_path(dataset)
+    return (root, *_image(dataset, root, _split_folders(root) or [""], rel_path))
 
 
 def check_image(dataset: str, rel_path: str) -> str:
     """The class of an existing image of `dataset` (UserError when there is none), to check a batch before acting."""
-    return _image(tree(dataset), rel_path)[1]
+    return _located(dataset, rel_path)[2]
 
 
 def move_image(dataset: str, rel_path: str, to_class: str) -> str:
     """Move one image to another class of the same split; returns its new relative path (a clash gets -1, -2...)."""
     t = tree(dataset)
-    split, cls, name = _image(t, rel_path)
+    split, cls, name = _image(t.name, t.path, t.splits, rel_path)
     if to_class == cls:
         raise UserError(f"{rel_path} is already in class {cls}")
     folder = _class_folder(t, split, to_class)
@@ -494,9 +503,8 @@ def move_image(dataset: str, rel_path: str, to_class: str) -> str:
 def thumbnail(dataset: str, rel_path: str, side: int = 96) -> np.ndarray:
     """An image of the dataset fitted into side×side for the page's grid (small ones enlarged without blurring),
     decoded under `load_image`'s caps; uint8 HxW or HxWx3."""
-    t = tree(dataset)
-    _image(t, rel_path)
-    img = load_image(t.path / rel_path)
+    root = _located(dataset, rel_path)[0]
+    img = load_image(root / rel_path)
     img = to_mode(img, 1 if img.mode in GRAY_MODES else 3)
     scale = side / max(img.size)
     size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
@@ -506,10 +514,9 @@ def thumbnail(dataset: str, rel_path: str, side: int = 96) -> np.ndarray:
 
 def remove_image(dataset: str, rel_path: str) -> str:
     """Move one image into the dataset's trash; returns the entry `restore` takes."""
-    t = tree(dataset)
-    _, _, name = _image(t, rel_path)
-    entry = trash.move_items_to_trash(t.path, [rel_path], name)
-    _touch(t.path)
+    root, _, _, name = _located(dataset, rel_path)
+    entry = trash.move_items_to_trash(root, [rel_path], name)
+    _touch(root)
     return entry
 
 
