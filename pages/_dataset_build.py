@@ -176,9 +176,9 @@ def _camera(dataset: str, cls: str, split: str | None) -> None:
         if isinstance(rep, editing.AddReport) and rep.added:
             shots = st.session_state.setdefault("build_shots", {})
             shots[(dataset, cls)] = shots.get((dataset, cls), 0) + 1
-            st.rerun()
         elif isinstance(rep, editing.AddReport):
-            st.session_state.build_report = rep
+            st.session_state.build_report = rep  # why the shot was not kept
+        st.rerun()  # counts, grid and the sidebar's dataset follow; a refusal shows at the top
     shots = {c: n for (d, c), n in st.session_state.get("build_shots", {}).items() if d == dataset}
     if shots:
         st.caption("Webcam shots this session: " + ", ".join(f"**{c}** {n}" for c, n in shots.items())

@@ -278,3 +278,16 @@ def test_a_new_empty_dataset_is_editable_but_not_trainable_yet():
     assert "empty" not in datasets.names()  # the catalog lists datasets with images
     editing.add_images("empty", "a", [("1.png", png())])
     assert "empty" in datasets.names()
+
+
+def test_a_trash_that_is_a_link_is_never_used(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "c").mkdir(parents=True)
+    (elsewhere / "c.json").write_text('{"original": "c", "paths": ["c"]}')
+    editing.new_dataset("d", ["a"])
+    os.symlink(elsewhere, paths.data_dir() / "d" / ".trash")
+    with pytest.raises(UserError, match="link"):
+        editing.restore("d", "c")
+    with pytest.raises(UserError, match="link"):
+        editing.delete_class("d", "a")
+    assert editing.tree("d").classes == ["a"] and (elsewhere / "c").is_dir()

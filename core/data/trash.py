@@ -196,6 +196,8 @@ def restore(root: Path, entry: str) -> Path:
     root = Path(root)
     trash = trash_dir(root)
     src = trash / (entry or "")
+    if trash.is_symlink():
+        raise UserError(f"{trash} is a link; refusing to restore anything from it")
     if not _safe_name(entry) or src.is_symlink() or not src.is_dir():
         raise UserError(f"nothing called {entry!r} in the trash")
     items = _paths(trash, entry)
