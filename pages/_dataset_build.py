@@ -31,9 +31,8 @@ def _thumb(dataset: str, rel: str, mtime: float) -> np.ndarray | None:
 
 
 def _changed(dataset: str | None = None) -> None:
-    """After any edit: fresh catalog counts, the section stays open, and a dataset with images becomes active."""
+    """After any edit: fresh catalog counts, and a dataset with images becomes the active one."""
     _shared.catalog.clear()
-    st.session_state.build_open = True
     if dataset and any(info.name == dataset for info in _shared.catalog()):
         st.session_state.pending_dataset = dataset
 
@@ -280,9 +279,13 @@ def _pick_dataset(names: list[str]) -> str | None:
 
 
 def build_box() -> None:
-    """The Build section of the Datasets page."""
-    with st.expander("Build or edit a dataset (classes, uploads, webcam)", icon=":material/construction:",
-                     key="build_expander", expanded=bool(st.session_state.get("build_open"))):  # fmt: skip
+    """The Build section of the Datasets page. Its body runs only while it is open (the expander reruns the page
+    when toggled), so browsing a large dataset never pays for listing its classes and thumbnails."""
+    box = st.expander("Build or edit a dataset (classes, uploads, webcam)", icon=":material/construction:",
+                      key="build_expander", on_change="rerun")  # fmt: skip
+    if not box.open:
+        return
+    with box:
         if "build_error" in st.session_state:
             _shared.error(st.session_state.pop("build_error"))
         _new_dataset_form()

@@ -29,9 +29,16 @@ def _create(at, name: str, classes: str, layout: str = "flat"):
 
 
 def test_build_a_dataset_from_uploads_and_webcam_shots():
+    editing.new_dataset("other", ["x"])
     at = open_page()
     assert not at.exception
-    assert "fashion-mnist-sample is read-only" in texts(at)  # nothing editable yet
+    assert not [w for w in at.selectbox if w.key == "build_dataset"]  # closed: its body does not even run
+    at.session_state["build_expander"] = True  # what opening it does
+    _ok(at)
+    assert at.session_state["build_dataset"] == "other"
+    datasets.delete_dataset("other")
+    _ok(at)
+    assert "fashion-mnist-sample is read-only" in texts(at)  # nothing editable now
     _create(at, "pets", "cat, dog")
     assert editing.tree("pets").classes == ["cat", "dog"]
     assert at.session_state["build_dataset"] == "pets" and at.session_state["build_class"] == "cat"
@@ -74,7 +81,7 @@ def test_grid_pages_search_move_remove_and_undo():
     editing.new_dataset("many", ["a", "b"])
     editing.add_images("many", "a", [(f"img{i:02d}.png", png(i)) for i in range(30)])
     editing.add_images("many", "b", [("img00.png", png(99))])
-    at = open_page(active_dataset="many")
+    at = open_page(active_dataset="many", build_expander=True)
     assert at.session_state["build_dataset"] == "many"
     assert len(grid(at)) == 24  # one page of 24 thumbnails
     at.pagination(key="build_page").set_value(2)
@@ -102,7 +109,7 @@ def test_grid_pages_search_move_remove_and_undo():
 def test_classes_rename_delete_undo_and_refusals_are_one_line():
     editing.new_dataset("d", ["a", "b"], layout="splits")
     editing.add_images("d", "a", [("x.png", png())])
-    at = open_page(active_dataset="d")
+    at = open_page(active_dataset="d", build_expander=True)
     at.text_input(key="build_add_class").input("c")
     at.button(key="build_add_class_button").click()
     _ok(at)
