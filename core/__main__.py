@@ -1,4 +1,4 @@
-"""The CLI: `python -m core datasets | download | import | train | runs | stop | predict | evaluate | calibrate | export | ...`.
+"""The CLI: `python -m core datasets | dataset | download | import | train | runs | stop | predict | evaluate | calibrate | export | ...`.
 
 Same code as the UI. Any error prints one line on stderr and exits non-zero, never a traceback.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from core import options  # noqa: E402
+from core import dataset_cli, options  # noqa: E402
 from core.errors import UserError, first_line  # noqa: E402
 
 
@@ -425,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="at most this many images")
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
     p.set_defaults(fn=cmd_compare)
+    dataset_cli.add_parser(sub)  # dataset new|add|rm|mv|rename|restore|trash|ls (core/dataset_cli.py)
     return ap
 
 

@@ -37,3 +37,4 @@ DEFAULT_TARGET_ACCURACY = 0.95  # "accuracy >= X on what is accepted" until a pe
 UNFAMILIAR_METHODS = ("knn", "energy")  # distance to the nearest training embeddings; energy of the logits
 UNFAMILIAR_PASS_SHARE = 0.95  # the share of validation images that must pass as familiar
 LR_FIND_STEPS = 200  # batches of the learning-rate range test, one learning rate each
+DATASET_LAYOUTS = ("flat", "splits")  # data/<name>/<class>/ or data/<name>/{train,validation,test}/<class>/

@@ -23,7 +23,7 @@ def isolated_dirs(tmp_path, monkeypatch):
 # Files whose tests train real models, drive AppTest pages or start processes: seconds to a minute each. They are
 # marked `slow` so `make test-fast` (the inner loop, <= 2 minutes) leaves them out; `make test` runs everything.
 SLOW_FILES = {
-    "test_bad_uploads.py", "test_cli.py", "test_distribute.py", "test_evaluation.py", "test_evaluation_runs.py",
+    "test_bad_uploads.py", "test_cli.py", "test_cli_dataset.py", "test_distribute.py", "test_evaluation.py", "test_evaluation_runs.py",
     "test_export.py", "test_export_onnx.py", "test_export_safety.py", "test_hostile_cli.py", "test_inspection.py", "test_runs_lifecycle.py",
     "test_streaming.py", "test_timelapse.py", "test_training.py", "test_training_health.py",
 }  # fmt: skip

@@ -63,7 +63,8 @@ def test_datasets_page_modules_leave_pandas_for_after_the_samples():
 
 def test_listing_and_refusing_on_the_command_line_do_not_import_tensorflow(isolated_dirs):
     for argv in (["datasets"], ["runs"], ["train", "--dataset", "no-such-dataset"],
-                 ["train", "--dataset", "fashion-mnist-sample", "--lr", "inf"], ["stop", "no-such-run"]):  # fmt: skip
+                 ["train", "--dataset", "fashion-mnist-sample", "--lr", "inf"], ["stop", "no-such-run"],
+                 ["dataset", "ls", "fashion-mnist-sample"], ["dataset", "new", "x", "a"]):  # fmt: skip
         code = f"from core.__main__ import main\nrc = main({argv!r})"
         assert _loaded_after(code) == [], argv
 

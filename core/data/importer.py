@@ -9,6 +9,7 @@ would read from the original file.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import re
 import shutil
@@ -438,11 +439,10 @@ def _build(
         if data is None:
             continue
         try:
-            img = load_image(data)
+            flat, ext, save_kwargs = checked_image(data)
         except UserError as exc:
             skips.add(e.label, str(exc))
             continue
-        flat, ext, save_kwargs = _encode(img, _source_format(data))
 
         key = (split, cls)
         taken = used_names.setdefault(key, set())
@@ -482,6 +482,45 @@ def _build(
         skipped=skips.items,
         layout="split" if split_layout else "flat",
     )
+
+
+def checked_image(data: bytes, name: str | None = None) -> tuple[Image.Image, str, dict]:
+    """The importer's check and re-encoding of one picture: (flattened image, ".jpg"/".png", Pillow save options).
+
+    Decoded under `load_image`'s caps (UserError with one line otherwise); dataset editing stores pictures through
+    this too, so an image added one at a time is kept exactly as an imported one would be."""
+    return _encode(load_image(data, name=name), _source_format(data))
+
+
+def encoded_image(data: bytes, name: str | None = None) -> tuple[bytes, str]:
+    """`checked_image` as the bytes to store and their extension."""
+    flat, ext, save_kwargs = checked_image(data, name)
+    buf = io.BytesIO()
+    flat.save(buf, **save_kwargs)
+    return buf.getvalue(), ext
+
+
+def upload_name_problem(raw: str) -> str | None:
+    """Why an uploaded file's (browser-given, hostile) relative name is skipped, or None to keep it: the same
+    rules as a zip member (traversal, absolute paths, NUL and control characters, hidden files, __MACOSX)."""
+    reason = _unsafe_reason(raw)
+    parts = _split_parts(raw)
+    if reason is None and not parts:
+        reason = "empty name"
+    if reason is None:
+        ignored = _ignored(parts, False)
+        reason = ignored[1] if ignored else None
+    return reason
+
+
+def safe_stem(stem: str) -> str:
+    """A file name stem made of letters, digits, '-', '_' and '.', never empty or hidden (at most 100)."""
+    return _safe_stem(stem)
+
+
+def check_dataset_name(name: str) -> None:
+    """A new dataset name: plain characters, not hidden, not a built-in's (UserError with one line)."""
+    _check_name(name)
 
 
 def _source_format(data: bytes) -> str | None:
