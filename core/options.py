@@ -26,3 +26,10 @@ EVALUATION_SPLITS = ("test", "val")
 DEFAULT_SEED = 213  # the Jedi/Sith notebooks' split seed
 DEFAULT_VAL_SPLIT = 0.2
 DEFAULT_PRESET = "fast"
+
+# Sweeps (core.training.sweeps): what a sweep can vary, by the name the CLI's --grid and the form use. dropout and
+# filters are the builder's (preset "custom"); the notebook presets stay exactly as the notebooks define them.
+SWEEP_PARAMS = ("learning_rate", "batch_size", "epochs", "optimizer", "preset", "dropout", "filters")
+SWEEP_ALIASES = {"lr": "learning_rate", "batch": "batch_size", "epoch": "epochs", "opt": "optimizer"}
+SWEEP_MODES = ("grid", "random")
+MAX_SWEEP_TRIALS = 100
