@@ -190,15 +190,16 @@ def cmd_sweep(args) -> int:
           f"`python -m core sweep --cancel {sweep.sweep_id}` cancels it", file=sys.stderr)  # fmt: skip
     echo = (lambda s: print(s, file=sys.stderr, flush=True)) if not args.quiet else None
     try:
-        sweeps.drain(echo=echo)
-    except UserError:  # another process (the app's runner) drains the queue: wait for this sweep there
-        print("another runner is training the queue; waiting for this sweep", file=sys.stderr)
-        sweeps.wait(sweep.sweep_id)
+        while not sweeps.get_sweep(sweep.sweep_id).done():
+            try:
+                sweeps.drain(echo=echo)
+            except UserError:  # another process (the app's runner) drains the queue: wait for it there
+                print("another runner is training the queue; waiting for this sweep", file=sys.stderr)
+                sweeps.wait(sweep.sweep_id, while_runner=True)  # and take over if that runner dies
     except KeyboardInterrupt:
         print(f"error: interrupted; {sweep.sweep_id} stays queued (the app resumes it; --cancel drops it)",
               file=sys.stderr)  # fmt: skip
         return 130
-    sweeps.wait(sweep.sweep_id)  # a trial left by a runner that died trains on; the table waits for it
     _print_sweep(sweep.sweep_id)
     return 0
 

@@ -9,6 +9,7 @@ correlation column (Pearson, numbers only) says in which direction a setting pus
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -96,22 +97,31 @@ def importance(sweep: Sweep, rows: list[TrialRow] | None = None) -> Importance:
     if not names:
         return Importance([], len(done), "every completed trial used the same settings")
     import numpy as np
-    from sklearn.ensemble import RandomForestRegressor
 
     x = np.array([[_encode(sweep, n, r.trial.params.get(n)) for n in names] for r in done])
     y = np.array([r.val_accuracy for r in done], dtype=float)
     if float(y.std()) == 0.0:
         return Importance([], len(done), "every completed trial reached the same validation accuracy")
-    forest = RandomForestRegressor(n_estimators=200, random_state=0).fit(x, y)
+    importances = _forest(tuple(map(tuple, x.tolist())), tuple(y.tolist()))
     out: list[dict[str, Any]] = []
     for i, n in enumerate(names):
         corr = None
         if n in NUMERIC and float(x[:, i].std()) > 0:
             corr = round(float(np.corrcoef(x[:, i], y)[0, 1]), 3)
-        out.append({"parameter": SHORT[n], "importance": round(float(forest.feature_importances_[i]), 3),
-                    "correlation": corr})  # fmt: skip
+        out.append({"parameter": SHORT[n], "importance": round(importances[i], 3), "correlation": corr})
     out.sort(key=lambda r: -float(r["importance"]))
     return Importance(out, len(done))
+
+
+@functools.lru_cache(maxsize=32)
+def _forest(x: tuple[tuple[float, ...], ...], y: tuple[float, ...]) -> tuple[float, ...]:
+    """The forest's importances, fitted once per set of results (about 1 s): the Sweeps tab redraws every 2 s
+    while a sweep runs, and the results change only when a trial ends."""
+    import numpy as np
+    from sklearn.ensemble import RandomForestRegressor
+
+    forest = RandomForestRegressor(n_estimators=200, random_state=0).fit(np.array(x), np.array(y))
+    return tuple(float(v) for v in forest.feature_importances_)
 
 
 def parallel_figure(sweep: Sweep, rows: list[TrialRow] | None = None) -> go.Figure | None:

@@ -560,12 +560,15 @@ def drain(echo: Callable[[str], None] | None = None, poll_s: float = 1.0) -> int
         lock.release()
 
 
-def wait(sweep_id: str, timeout_s: float = 24 * 3600, poll_s: float = 1.0) -> Sweep:
-    """Block until no trial of the sweep is pending or running (the CLI, when another process drains)."""
+def wait(
+    sweep_id: str, timeout_s: float = 24 * 3600, poll_s: float = 1.0, while_runner: bool = False
+) -> Sweep:
+    """Block until no trial of the sweep is pending or running; with `while_runner`, also return as soon as no
+    runner is alive (the CLI waiting on the app's runner then drains the rest itself)."""
     deadline = time.time() + timeout_s
     while True:
         sweep = get_sweep(sweep_id)
-        if sweep.done() or time.time() > deadline:
+        if sweep.done() or time.time() > deadline or (while_runner and not runner_alive()):
             return sweep
         time.sleep(poll_s)
 
