@@ -162,3 +162,16 @@ def test_importance_finds_the_setting_that_decides_accuracy():
     dims = fig.data[0].dimensions
     assert [d.label for d in dims] == ["lr (log10)", "batch (log10)", "val acc"] and len(dims[2].values) == 8
     assert all(r.short_label().count(sweep.sweep_id) == 1 for r in runs.list_runs())
+
+
+def test_listing_sweeps_and_refusing_one_do_not_import_tensorflow():
+    code = ("import sys\nfrom core.__main__ import main\nrc = [main(['sweep', '--status']), "
+            "main(['sweep', '--dataset', 'fashion-mnist-sample', '--grid', 'lr=20'])]\n"
+            "print(rc, [m for m in ('tensorflow', 'keras') if m in sys.modules])")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ}, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.stdout.strip().splitlines()[-1] == "[0, 2] []", out
+    refused = cli("sweep", "--dataset", "fashion-mnist-sample", "--grid", "lr=20")
+    assert refused.returncode == 2 and refused.stderr.startswith(
+        "error: trial 1 (lr=20): learning rate must be in"
+    )
