@@ -129,8 +129,9 @@ def _one_run(run: runs.Run) -> None:
 def render(all_runs: list[runs.Run] | None = None,
            compare: Callable[[list[runs.Run]], None] | None = None) -> None:  # fmt: skip
     """The table of `all_runs` (default: every run); `compare` replaces the curves overlay and is shown for any
-    selection (the Runs page's metric picker and hyperparameter table)."""
-    st.subheader("Runs")
+    selection (the Runs page's metric picker and hyperparameter table; that page has its own title)."""
+    if compare is None:
+        st.subheader("Runs")
     if "runs_error" in st.session_state:
         _shared.error(st.session_state.pop("runs_error"))
     _undo_box()

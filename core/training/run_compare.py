@@ -89,7 +89,8 @@ def compare_figure(series: dict[str, list[dict]], metric: str, weight: float = 0
                                      name=f"{name} (raw)", legendgroup=name, showlegend=False, hoverinfo="skip"))  # fmt: skip
         fig.add_trace(go.Scatter(x=x, y=ema(y, weight), mode="lines+markers", line=dict(color=color),
                                  name=name, legendgroup=name))  # fmt: skip
-    fig.update_xaxes(title_text="epoch")
+    longest = max((len(e) for e in series.values()), default=0)
+    fig.update_xaxes(title_text="epoch", dtick=1 if longest < 15 else None)
     fig.update_yaxes(title_text=metric + (f" (smoothed {weight:g})" if weight > 0 else ""))
     fig.update_layout(height=300 + 20 * len(series), margin=dict(l=0, r=0, b=0))
     return figures.clear_toolbar(fig, legend="below")

@@ -144,9 +144,10 @@ def parallel_figure(sweep: Sweep, rows: list[TrialRow] | None = None) -> go.Figu
                 dim.update(tickvals=ticks, ticktext=[f"{10**t:.3g}" for t in ticks])
         dims.append(dim)
     accs = [float(r.val_accuracy or 0.0) for r in done]
-    dims.append({"label": "val acc", "values": accs, "range": [min(accs), max(accs)] if min(accs) < max(accs) else
-                 [0.0, 1.0]})  # fmt: skip
+    dims.append({"label": "val acc", "values": accs, "tickformat": ".1%",
+                 "range": [min(accs), max(accs)] if min(accs) < max(accs) else [0.0, 1.0]})  # fmt: skip
     fig = go.Figure(go.Parcoords(line=dict(color=accs, colorscale="Viridis", showscale=True,
-                                           colorbar=dict(title="val acc")), dimensions=dims))  # fmt: skip
-    fig.update_layout(height=360, margin=dict(l=60, r=60, t=50, b=20))
+                                           colorbar=dict(title="val acc", tickformat=".1%", x=1.08)),
+                                 dimensions=dims))  # fmt: skip
+    fig.update_layout(height=360, margin=dict(l=60, r=110, t=50, b=20))
     return fig
