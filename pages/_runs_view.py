@@ -132,6 +132,8 @@ def render(all_runs: list[runs.Run] | None = None,
     selection (the Runs page's metric picker and hyperparameter table; that page has its own title)."""
     if compare is None:
         st.subheader("Runs")
+        st.page_link("pages/runs.py", label="Filter, tag and compare runs, or queue a sweep, on the Runs page",
+                     icon=":material/table_rows:")  # fmt: skip
     if "runs_error" in st.session_state:
         _shared.error(st.session_state.pop("runs_error"))
     _undo_box()

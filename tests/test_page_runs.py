@@ -135,3 +135,19 @@ def test_the_form_queues_a_sweep_that_trains_and_cancel_stops_it():
     assert wait_for(lambda: jobs.get(first().run_id).state == "stopped", timeout=90)
     assert wait_for(lambda: not sweeps.runner_alive(), timeout=30)
     assert len(runs.list_runs()) == 1
+
+
+def test_any_page_load_resumes_a_queue_that_has_no_runner():
+    """After a Streamlit restart nothing drains the queue until a page loads; the sidebar starts a runner."""
+    make_dataset("tiny", per_class=4)
+    sweep = sweeps.create_sweep(
+        TrainRequest(dataset="tiny", epochs=1, batch_size=4), {"learning_rate": [1e-3, 2e-3]}
+    )
+    assert not sweeps.runner_alive()
+    at = open_page(active_dataset="tiny")  # the Datasets page, not Runs
+    assert not at.exception
+    assert sweeps.runner_alive()
+    assert wait_for(lambda: sweeps.get_sweep(sweep.sweep_id).trials[0].state == "started", timeout=60)
+    sweeps.cancel(sweep.sweep_id)
+    assert wait_for(lambda: not sweeps.runner_alive(), timeout=120)
+    assert [t.state for t in sweeps.get_sweep(sweep.sweep_id).trials] == ["started", "cancelled"]
