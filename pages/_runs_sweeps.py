@@ -47,10 +47,12 @@ def _space() -> dict[str, Any]:
 
 
 @st.cache_data(ttl=30, max_entries=16, show_spinner=False)
-def _planned(base_json: str, space_json: str, mode: str, count: int | None) -> list[dict[str, Any]]:
+def _planned(
+    base_json: str, space_json: str, mode: str, count: int | None, seed: int
+) -> list[dict[str, Any]]:
     """Every trial's settings, each checked as Train would check it, so a refusal shows before Queue is pressed."""
     base = TrainRequest(**json.loads(base_json))
-    sweep = sweeps.plan(base, json.loads(space_json), mode, count)
+    sweep = sweeps.plan(base, json.loads(space_json), mode, count, seed)
     return [sweep.settings(t) for t in sweep.trials]
 
 
@@ -67,12 +69,18 @@ def form(dataset: str | None) -> None:
     mode = c3.radio("Search", options.SWEEP_MODES, horizontal=True, key="sw_mode")
     count = c4.number_input("Random trials", 1, options.MAX_SWEEP_TRIALS, 6, key="sw_count",
                             disabled=mode != "random")  # fmt: skip
-    base = TrainRequest(dataset=dataset, preset=preset, epochs=int(epochs))
+    c1, c2 = st.columns(2)
+    seed = c1.number_input("Seed", 0, 2**31 - 1, options.DEFAULT_SEED, key="sw_seed",
+                           help="every trial's training seed (and the random search's draws)")  # fmt: skip
+    limit = c2.number_input("Images per split (0 = all)", 0, 10_000_000, 0, step=500, key="sw_limit",
+                            help="a quick sweep on part of the data")  # fmt: skip
+    base = TrainRequest(
+        dataset=dataset, preset=preset, epochs=int(epochs), seed=int(seed), limit=int(limit) or None
+    )
     try:
         space = _space()
-        trials = _planned(
-            json.dumps(asdict(base)), json.dumps(space), mode, int(count) if mode == "random" else None
-        )
+        trials = _planned(json.dumps(asdict(base)), json.dumps(space), mode,
+                          int(count) if mode == "random" else None, int(seed))  # fmt: skip
     except UserError as exc:
         _shared.error(exc)
         return
@@ -80,7 +88,9 @@ def form(dataset: str | None) -> None:
                + "; ".join(sweeps.describe(t) for t in trials[:6]) + (" …" if len(trials) > 6 else ""))  # fmt: skip
     if st.button("Queue sweep", type="primary", key="sw_start", icon=":material/playlist_add:"):
         try:
-            sweep = sweeps.create_sweep(base, space, mode, int(count) if mode == "random" else None)
+            sweep = sweeps.create_sweep(
+                base, space, mode, int(count) if mode == "random" else None, int(seed)
+            )
             sweeps.ensure_runner()
         except UserError as exc:
             _shared.error(exc)
