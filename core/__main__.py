@@ -1,4 +1,4 @@
-"""The CLI: `python -m core datasets | dataset | download | import | train | runs | stop | predict | evaluate | calibrate | export | ...`.
+"""The CLI: `python -m core datasets | dataset | download | import | train | runs | sweep | stop | predict | evaluate | calibrate | export | ...`.
 
 Same code as the UI. Any error prints one line on stderr and exits non-zero, never a traceback.
 """
@@ -130,6 +130,10 @@ def cmd_runs(args) -> int:
         runs.set_label(args.note[0], note=args.note[1])
         print(f"note saved for {args.note[0]}")
         return 0
+    if args.tags:
+        tagged = runs.set_label(args.tags[0], tags=args.tags[1])
+        print(f"tags of {args.tags[0]}: {', '.join(tagged.tags) or '(none)'}")
+        return 0
     from core.data import fingerprint
 
     all_runs = jobs.list_runs()
@@ -142,11 +146,70 @@ def cmd_runs(args) -> int:
               f"epochs  {(f'{dur:.0f}s' if dur else '-')}")  # fmt: skip
         if r.note:
             print(f"    note: {r.note.splitlines()[0]}")
+        if r.tags:
+            print(f"    tags: {', '.join(r.tags)}")
         for w in r.warnings:
             print(f"    warning: {w}")
         state, now = data[r.run_id]
         if line := fingerprint.describe_state(state, r.config.dataset_fingerprint, now):
             print(f"    {line}")
+    return 0
+
+
+def _print_sweep(sweep_id: str) -> None:
+    from core.training import sweep_results, sweeps
+
+    sweep = sweeps.get_sweep(sweep_id)
+    print(sweep.label())
+    print(sweep_results.format_table(sweep_results.table(sweep)))
+    imp = sweep_results.importance(sweep)
+    if imp.rows:
+        print("parameter importance (random forest over completed trials): " +
+              ", ".join(f"{r['parameter']} {r['importance']:.2f}" for r in imp.rows))  # fmt: skip
+
+
+def cmd_sweep(args) -> int:
+    from core.training import sweeps
+
+    if args.drain:  # the background runner the app starts
+        sweeps.drain(echo=lambda s: print(s, flush=True))
+        return 0
+    if args.cancel:
+        dropped, stopping = sweeps.cancel(args.cancel)
+        print(f"cancelled {args.cancel}: {dropped} pending trial(s) dropped"
+              + (f", stop requested for {', '.join(stopping)}" if stopping else ""))  # fmt: skip
+        return 0
+    if args.status is not None:
+        if args.status:
+            _print_sweep(args.status)
+        else:
+            for s in sweeps.list_sweeps():
+                print(s.label())
+        return 0
+    if not args.dataset or not args.grid:
+        raise UserError("sweep needs --dataset NAME and --grid NAME=VALUES ... (or --status / --cancel ID)")
+    from core.training.trainer import TrainRequest
+
+    base = TrainRequest(dataset=args.dataset, preset=args.preset, epochs=args.epochs, seed=args.seed,
+                        limit=args.limit, weights=args.weights)  # fmt: skip
+    space = sweeps.parse_space(args.grid)
+    mode, count = ("random", args.random) if args.random is not None else ("grid", None)
+    sweep = sweeps.create_sweep(base, space, mode, count, seed=args.seed)
+    print(f"queued {sweep.sweep_id}: {len(sweep.trials)} trial(s); "
+          f"`python -m core sweep --cancel {sweep.sweep_id}` cancels it", file=sys.stderr)  # fmt: skip
+    echo = (lambda s: print(s, file=sys.stderr, flush=True)) if not args.quiet else None
+    try:
+        while not sweeps.get_sweep(sweep.sweep_id).done():
+            try:
+                sweeps.drain(echo=echo)
+            except UserError:  # another process (the app's runner) drains the queue: wait for it there
+                print("another runner is training the queue; waiting for this sweep", file=sys.stderr)
+                sweeps.wait(sweep.sweep_id, while_runner=True)  # and take over if that runner dies
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {sweep.sweep_id} stays queued (the app resumes it; --cancel drops it)",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    _print_sweep(sweep.sweep_id)
     return 0
 
 
@@ -361,7 +424,36 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trash", action="store_true", help="list deleted runs")
     g.add_argument("--rename", nargs=2, metavar=("ID", "NAME"), help='give the run a name ("" clears it)')
     g.add_argument("--note", nargs=2, metavar=("ID", "TEXT"), help='attach a note ("" clears it)')
+    g.add_argument(
+        "--tags", nargs=2, metavar=("ID", "TAGS"), help='set its tags, comma-separated ("" clears)'
+    )
     p.set_defaults(fn=cmd_runs)
+    p = sub.add_parser(
+        "sweep", help="train a grid or random sample of settings, one run at a time; results table"
+    )
+    p.add_argument("--dataset")
+    p.add_argument("--preset", default=options.DEFAULT_PRESET)
+    p.add_argument("--grid", nargs="+", metavar="NAME=VALUES",
+                   help=f"what to vary: {', '.join(('lr', 'batch') + options.SWEEP_PARAMS[2:])}; "
+                        "e.g. lr=1e-3,3e-3 batch=64,128; a range lr=1e-4:1e-2 with --random")  # fmt: skip
+    p.add_argument("--epochs", type=int, help="every trial's epochs (unless swept); default: the preset's")
+    p.add_argument(
+        "--random", type=int, metavar="K", help="random search: K trials drawn from the grid/ranges"
+    )
+    p.add_argument(
+        "--seed", type=int, default=options.DEFAULT_SEED, help="training seed and random-search seed"
+    )
+    p.add_argument("--limit", type=int, help="at most this many images per split")
+    p.add_argument(
+        "--weights", default="imagenet", help="transfer presets: imagenet, random, or a weights file"
+    )
+    p.add_argument(
+        "--status", nargs="?", const="", metavar="ID", help="a sweep's results table (no ID: list)"
+    )
+    p.add_argument("--cancel", metavar="ID", help="drop a sweep's pending trials and stop its running one")
+    p.add_argument("--drain", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_sweep)
     p = sub.add_parser("stop", help="ask a running job to stop")
     p.add_argument("run")
     p.set_defaults(fn=cmd_stop)

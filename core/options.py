@@ -38,3 +38,9 @@ UNFAMILIAR_METHODS = ("knn", "energy")  # distance to the nearest training embed
 UNFAMILIAR_PASS_SHARE = 0.95  # the share of validation images that must pass as familiar
 LR_FIND_STEPS = 200  # batches of the learning-rate range test, one learning rate each
 DATASET_LAYOUTS = ("flat", "splits")  # data/<name>/<class>/ or data/<name>/{train,validation,test}/<class>/
+# Sweeps (core.training.sweeps): what a sweep can vary, by the name the CLI's --grid and the form use. dropout and
+# filters are the builder's (preset "custom"); the notebook presets stay exactly as the notebooks define them.
+SWEEP_PARAMS = ("learning_rate", "batch_size", "epochs", "optimizer", "preset", "dropout", "filters")
+SWEEP_ALIASES = {"lr": "learning_rate", "batch": "batch_size", "epoch": "epochs", "opt": "optimizer"}
+SWEEP_MODES = ("grid", "random")
+MAX_SWEEP_TRIALS = 100

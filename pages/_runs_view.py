@@ -1,10 +1,13 @@
-"""The runs list on the Train page: pick active, overlay curves, rename, delete to the trash with undo, export.
+"""The runs list (Train and Runs pages): pick active, overlay curves, rename, note, tag, delete to the trash with
+undo, export.
 
 Table rows are positions, and positions move when a run is deleted, restored or started; so every action is bound
 to a run id when its button is drawn, and the table's selection is cleared whenever the rows change.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
@@ -94,9 +97,8 @@ def _undo(entry: str) -> None:
 
 def _save_label(run_id: str) -> None:
     try:
-        runs.set_label(
-            run_id, name=st.session_state[f"name_{run_id}"], note=st.session_state[f"note_{run_id}"]
-        )
+        runs.set_label(run_id, name=st.session_state[f"name_{run_id}"], note=st.session_state[f"note_{run_id}"],
+                       tags=st.session_state.get(f"tags_{run_id}"))  # fmt: skip
     except UserError as exc:
         st.session_state.runs_error = str(exc)
 
@@ -127,20 +129,27 @@ def _one_run(run: runs.Run) -> None:
         st.caption(
             f"Trained on **{run.config.dataset}**, fingerprint `{short(run.config.dataset_fingerprint)}`"
         )
-    c1, c2, c3 = st.columns([2, 4, 1], vertical_alignment="bottom")
+    c1, c2, c3, c4 = st.columns([2, 3, 2, 1], vertical_alignment="bottom")
     c1.text_input("Name", run.name, key=f"name_{run.run_id}", max_chars=80)
     c2.text_input("Note", run.note, key=f"note_{run.run_id}", max_chars=500)
-    c3.button("Save", key=f"save_label_{run.run_id}", on_click=_save_label, args=(run.run_id,))
+    c3.text_input("Tags", ", ".join(run.tags), key=f"tags_{run.run_id}", help="comma-separated")
+    c4.button("Save", key=f"save_label_{run.run_id}", on_click=_save_label, args=(run.run_id,))
 
 
-def render() -> None:
-    st.subheader("Runs")
+def render(all_runs: list[runs.Run] | None = None,
+           compare: Callable[[list[runs.Run]], None] | None = None) -> None:  # fmt: skip
+    """The table of `all_runs` (default: every run); `compare` replaces the curves overlay and is shown for any
+    selection (the Runs page's metric picker and hyperparameter table; that page has its own title)."""
+    if compare is None:
+        st.subheader("Runs")
+        st.page_link("pages/runs.py", label="Filter, tag and compare runs, or queue a sweep, on the Runs page",
+                     icon=":material/table_rows:")  # fmt: skip
     if "runs_error" in st.session_state:
         _shared.error(st.session_state.pop("runs_error"))
     _undo_box()
-    all_runs = _shared.list_runs()
+    all_runs = _shared.list_runs() if all_runs is None else all_runs
     if not all_runs:
-        st.caption("No runs yet.")
+        st.caption("No runs yet." if compare is None else "No run matches these filters.")
         return
     ids = [r.run_id for r in all_runs]
     if st.session_state.get("runs_table_ids", ids) != ids:
@@ -157,8 +166,10 @@ def render() -> None:
             "Select one run to make it active, rename or delete it; two or more to compare their curves."
         )
         return
-    if len(chosen) > 1:
+    if len(chosen) == 1:
+        _one_run(chosen[0])
+    if compare is not None:
+        compare(chosen)
+    elif len(chosen) > 1:
         series = {r.run_id: runs.read_progress(r.path)[0] for r in chosen}
         st.plotly_chart(progress.curves_figure(series), key="compare_chart")
-        return
-    _one_run(chosen[0])

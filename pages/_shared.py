@@ -15,7 +15,7 @@ from core.data import datasets
 from core.errors import UserError, first_line
 from core.models import loading
 from core.paths import EMBEDDED_DATASET
-from core.training import jobs, progress, runs
+from core.training import jobs, progress, runs, sweeps
 
 T = TypeVar("T")
 
@@ -40,6 +40,7 @@ def page_guard() -> None:
 PAGES = [
     ("pages/datasets.py", "Datasets", ":material/photo_library:"),
     ("pages/train.py", "Train", ":material/model_training:"),
+    ("pages/runs.py", "Runs", ":material/table_rows:"),
     ("pages/classify.py", "Classify", ":material/image_search:"),
     ("pages/inspect.py", "Inspect", ":material/layers:"),
     ("pages/evaluate.py", "Evaluate", ":material/analytics:"),
@@ -127,6 +128,18 @@ def sidebar() -> None:
         st.divider()
         st.selectbox("Dataset", names, key="active_dataset", format_func=lambda n: titles.get(n, n))
         _active_run_picker()
+    resume_sweeps()
+
+
+def resume_sweeps(every_s: float = 10.0) -> None:
+    """A sweep queue left by a Streamlit restart or a killed runner resumes as soon as any page loads."""
+    if time.time() - st.session_state.get("sweeps_checked", 0.0) < every_s:
+        return
+    st.session_state.sweeps_checked = time.time()
+    try:
+        sweeps.ensure_runner()
+    except (UserError, OSError):
+        pass  # the queue is busy (another session is starting the runner): the next page load checks again
 
 
 def start_here() -> None:

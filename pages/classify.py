@@ -104,7 +104,9 @@ def main() -> None:
     c = lm.input_shape[2]
     items = _image_input.pick_images("clf", c, dataset)
     _calibration.default_threshold(lm, key, "clf_threshold")
-    st.session_state.setdefault("clf_threshold", 0.5)  # the value lives in session state (a run may have set it)
+    st.session_state.setdefault(
+        "clf_threshold", 0.5
+    )  # the value lives in session state (a run may have set it)
     threshold = st.slider("Reject threshold", 0.0, 1.0, step=0.05, key="clf_threshold",
                           help="Below this confidence the answer is “unknown”.")  # fmt: skip
     if not items:

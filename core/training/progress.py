@@ -103,6 +103,7 @@ def runs_table(all_runs: list[runs.Run]) -> list[dict]:
             "best val acc": round(acc, 4) if isinstance(acc, int | float) else None,
             "duration s": round(d) if (d := runs.duration(r.status)) else None,
             "note": r.note,
+            "tags": ", ".join(r.tags),
             "id": r.run_id,
         })  # fmt: skip
     return rows

@@ -46,6 +46,8 @@ class RunConfig:
     preset_title: str = ""
     preprocessing: str = PREPROCESSING
     run_id: str = ""
+    sweep: str = ""  # the sweep this run is a trial of (core.training.sweeps); "" = an ordinary run
+    sweep_trial: int | None = None  # its trial number in that sweep, from 0
     extra: dict[str, Any] = field(default_factory=dict)  # keys written by another version, kept as they were
 
     @property
@@ -56,12 +58,13 @@ class RunConfig:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         out["input_shape"] = list(self.input_shape)
         out["class_names"] = list(self.class_names)
-        if (
-            self.pinned is None
-        ):  # the default, left out so a config written before it existed reads back unchanged
+        # Defaults are left out, so a config written before a field existed reads back unchanged.
+        if self.pinned is None:
             del out["pinned"]
         if self.dataset_fingerprint is None:  # likewise: runs from before fingerprints read back unchanged
             del out["dataset_fingerprint"]
+        if not self.sweep:  # likewise: only a sweep's trials say so
+            del out["sweep"], out["sweep_trial"]
         return {**self.extra, **out}
 
     @classmethod
@@ -88,6 +91,10 @@ class RunConfig:
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise ValueError("class_names must be a list of strings")
             values["class_names"] = list(names)
+        if not isinstance(values.get("sweep", ""), str):
+            raise ValueError("sweep must be a sweep id")
+        if values.get("sweep_trial") is not None and not isinstance(values["sweep_trial"], int):
+            raise ValueError("sweep_trial must be a whole number")
         if values.get("pinned") is not None:
             pins = values["pinned"]
             if not isinstance(pins, list) or not all(isinstance(n, str) for n in pins):

@@ -5,7 +5,7 @@ runs/<run_id>/status.json     queued | running | completed | stopped | failed, p
 runs/<run_id>/progress.jsonl  one JSON line per epoch, batch lines throttled to ~2 a second
 runs/<run_id>/model.keras     written atomically after every epoch and at the end
 runs/<run_id>/stop            present when someone asked the job to stop
-runs/<run_id>/label.json      the person's name and note for the run (status.json is the job's alone)
+runs/<run_id>/label.json      the person's name, note and tags for the run (status.json is the job's alone)
 runs/<run_id>/train.lock      held by the one process training the run
 runs/.trash/<run_id>          deleted runs, until restored (core.data.trash)
 """
@@ -34,6 +34,8 @@ RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 LABEL_FILE = "label.json"
 MAX_NAME = 80
 MAX_NOTE = 2000
+MAX_TAG = 40
+MAX_TAGS = 20
 
 
 @dataclass
@@ -89,16 +91,31 @@ class Run:
         return value if isinstance(value, str) else ""
 
     @property
+    def tags(self) -> list[str]:
+        value = self._labels().get("tags")
+        return [t for t in value if isinstance(t, str)] if isinstance(value, list) else []
+
+    @property
+    def sweep_label(self) -> str:
+        """ "sweep sw-1a2b3c #2" for a sweep's trial, "" for an ordinary run."""
+        cfg = self.config
+        if not cfg.sweep:
+            return ""
+        return f"sweep {cfg.sweep}" + (f" #{cfg.sweep_trial + 1}" if cfg.sweep_trial is not None else "")
+
+    @property
     def warnings(self) -> list[str]:
         """Training-health warnings the job left in status.json (NaN loss, chance-level accuracy, ...)."""
         value = self.status.get("warnings")
         return [str(w) for w in value] if isinstance(value, list) else []
 
     def short_label(self) -> str:
-        """name · preset · dataset · val acc · state, short enough for a sidebar."""
+        """name · preset · dataset · (sweep) · val acc · state, short enough for a sidebar."""
         acc = self.status.get("best_val_accuracy")
         parts = [self.name or default_name(self.run_id), str(self.config.preset),
                  str(self.config.dataset)]  # fmt: skip
+        if self.sweep_label:
+            parts.append(self.sweep_label)
         if isinstance(acc, int | float):
             parts.append(f"val {acc:.1%}")
         parts.append(self.state)
@@ -262,14 +279,34 @@ def _one_line(value: str, what: str, cap: int, multiline: bool) -> str:
     return value
 
 
-def set_label(run_id: str, *, name: str | None = None, note: str | None = None) -> Run:
-    """Rename a run or give it a note ("" clears, None keeps); label.json, never status.json (the job's)."""
+def clean_tags(tags: list[str] | str) -> list[str]:
+    """Tags as a person types them ("baseline, lr test" or a list): trimmed, one line each, no duplicates."""
+    items = tags.split(",") if isinstance(tags, str) else tags
+    if not isinstance(items, list):
+        raise UserError("tags must be a list of words")
+    out: list[str] = []
+    for raw in items:
+        tag = _one_line(raw, "a tag", MAX_TAG, multiline=False)
+        if "," in tag:
+            raise UserError(f"a tag cannot hold a comma: {tag!r}")
+        if tag and tag not in out:
+            out.append(tag)
+    if len(out) > MAX_TAGS:
+        raise UserError(f"{len(out)} tags; at most {MAX_TAGS}")
+    return out
+
+
+def set_label(run_id: str, *, name: str | None = None, note: str | None = None,
+              tags: list[str] | str | None = None) -> Run:  # fmt: skip
+    """Rename a run, give it a note or tags ("" / [] clears, None keeps); label.json, never status.json (the job's)."""
     run = get_run(run_id)
     label = dict(run._labels())
     if name is not None:
         label["name"] = _one_line(name, "a run name", MAX_NAME, multiline=False)
     if note is not None:
         label["note"] = _one_line(note, "a note", MAX_NOTE, multiline=True)
+    if tags is not None:
+        label["tags"] = clean_tags(tags)
     try:
         atomic.write_json(run.path / LABEL_FILE, label, make_parents=False)
     except FileNotFoundError:
