@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -263,8 +263,12 @@ def _do(info: datasets.DatasetInfo | None, root: Path | None, kind: str, rel: st
     return Action(ident, group, "set_aside", rel, new, cls, "", time.time())
 
 
-def apply(dataset: str, kind: str, rel_paths: Iterable[str], to_class: str | None = None) -> tuple[list[Action], list[str]]:  # fmt: skip
+def apply(
+    dataset: str, kind: str, rel_paths: Iterable[str], to_class: str | Mapping[str, str] | None = None
+) -> tuple[list[Action], list[str]]:
     """Do one kind of fix to each image of a selection, as one undoable group.
+
+    `to_class` (relabel): one class for all, or a class per path (e.g. each image's suggested label).
 
     Returns (actions done, one line per image that could not be fixed); the others are still fixed."""
     if kind not in KINDS:
@@ -289,7 +293,8 @@ def apply(dataset: str, kind: str, rel_paths: Iterable[str], to_class: str | Non
         for raw in paths:
             try:
                 rel = _clean_rel(raw)
-                act = _do(info, root, kind, rel, to_class, next_id, group)
+                target = to_class.get(raw) if isinstance(to_class, Mapping) else to_class
+                act = _do(info, root, kind, rel, target, next_id, group)
             except UserError as exc:
                 failed.append(str(exc))
                 continue
