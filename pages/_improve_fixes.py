@@ -132,7 +132,10 @@ def _retrain(run_id: str) -> None:
 
 
 def _open_on_evaluate(run_id: str) -> None:
+    """Make the run active and hold it there (follow_run) until the person picks another in the sidebar: a rerun
+    carrying the sidebar's previous value (a poll that was in flight) must not switch it back."""
     _shared.use_run(run_id)
+    _shared.follow_run(run_id)
     st.session_state.imp_goto_evaluate = True
 
 
@@ -142,6 +145,8 @@ def _test_accuracy(run: runs.Run) -> float | None:
 
 
 def _compare(old_id: str, new_id: str) -> None:
+    if st.session_state.pop("imp_goto_evaluate", False):  # here, since a button in a fragment reruns only it
+        st.switch_page("pages/evaluate.py")
     try:
         old, new = runs.get_run(old_id), runs.get_run(new_id)
     except UserError as exc:
@@ -180,8 +185,6 @@ def _live_compare(old_id: str, new_id: str) -> None:
 
 def retrain_section(dataset: str, run: runs.Run | None) -> None:
     st.subheader("Retrain with these fixes")
-    if st.session_state.pop("imp_goto_evaluate", False):
-        st.switch_page("pages/evaluate.py")
     if run is None or run.config.dataset != dataset:
         st.caption(
             "Pick a run trained on this dataset as the active run (sidebar) to retrain it after fixing."
