@@ -165,3 +165,12 @@ def test_a_link_is_not_moved(tmp_path):
     with pytest.raises(UserError):
         fixes.relabel(name, "circle/link.png", "square")
     assert (root / "circle" / "link.png").is_symlink() and target.is_file()
+
+
+def test_bulk_relabel_with_a_class_per_image():
+    name = make_dataset("pertarget", per_class=3)
+    root = paths.data_dir() / name
+    targets = {"circle/circle_000.png": "square", "stripes/stripes_000.png": "circle"}
+    done, failed = fixes.apply(name, "relabel", list(targets), targets)
+    assert not failed and {a.new_path for a in done} == {"square/circle_000.png", "circle/stripes_000.png"}
+    assert (root / "circle" / "stripes_000.png").is_file()

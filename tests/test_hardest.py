@@ -79,3 +79,19 @@ def test_evidence_finds_the_twin_in_training_and_a_grad_cam(trained, monkeypatch
     before = stored.stat().st_mtime_ns
     hardest.train_index(run, lm.model)
     assert stored.stat().st_mtime_ns == before
+
+
+def test_nearest_matches_a_full_sort():
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(300, 16)).astype(np.float32)
+    train /= np.linalg.norm(train, axis=1, keepdims=True)
+    index = hardest.TrainIndex(train, np.arange(300) % 3, [f"{i}.png" for i in range(300)])
+    queries = train[[5, 17, 250]] + 0.01
+    found = hardest.nearest(index, queries, 4)
+    sims = queries @ train.T
+    for row, got in zip(sims, found, strict=True):
+        want = np.argsort(-row)[:4]
+        assert [n.path for n in got] == [f"{i}.png" for i in want]
+        assert [n.label for n in got] == [int(i) % 3 for i in want]
+    assert found[0][0].path == "5.png"
+    assert len(hardest.nearest(index, queries, 1000)[0]) == 300  # k larger than the index: everything, sorted

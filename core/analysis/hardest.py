@@ -184,7 +184,13 @@ def nearest(index: TrainIndex, vectors: np.ndarray, k: int = 3) -> list[list[Nei
         return [[] for _ in range(len(vectors))]
     sims = vectors @ index.vectors.T
     k = min(int(k), sims.shape[1])
-    top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    part = (
+        np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        if k < sims.shape[1]
+        else np.tile(np.arange(k), (len(sims), 1))
+    )
+    order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1, kind="stable")
+    top = np.take_along_axis(part, order, axis=1)
     return [
         [Neighbour(index.paths[j], int(index.labels[j]), float(sims[i, j])) for j in row]
         for i, row in enumerate(top)

@@ -36,6 +36,9 @@ KIND_LABELS = {"relabel": "Relabel", "set_aside": "Set aside", "keep": "Keep"}
 MAX_JOURNAL = 20_000  # actions remembered per dataset; the oldest undone ones go first
 MAX_BULK = 5_000  # images one bulk action may touch
 LOCK_TIMEOUT_S = 10.0
+JOURNAL_EVERY_S = (
+    1.0  # during a bulk action the journal is rewritten at most this often (each write is fsynced)
+)
 
 
 @dataclass
@@ -290,6 +293,7 @@ def apply(
         actions = _read(dataset)
         next_id = max((a.id for a in actions), default=0) + 1
         group = max((a.group for a in actions), default=0) + 1
+        saved = time.monotonic()
         for raw in paths:
             try:
                 rel = _clean_rel(raw)
@@ -301,10 +305,10 @@ def apply(
             done.append(act)
             actions.append(act)
             next_id += 1
-            if (
-                kind != "keep"
-            ):  # a move done is recorded at once, so a crash later never loses where a file went
+            if kind != "keep" and time.monotonic() - saved > JOURNAL_EVERY_S:
+                # a crash mid-bulk loses at most a second of undo; the files themselves are all in place
                 _write(dataset, actions)
+                saved = time.monotonic()
         if done:
             _write(dataset, actions)
     if not done and failed:
