@@ -174,3 +174,33 @@ def test_bulk_relabel_with_a_class_per_image():
     done, failed = fixes.apply(name, "relabel", list(targets), targets)
     assert not failed and {a.new_path for a in done} == {"square/circle_000.png", "circle/stripes_000.png"}
     assert (root / "circle" / "stripes_000.png").is_file()
+
+
+def test_fix_on_the_command_line():
+    from tests.test_cli import assert_one_line_error, cli
+
+    name = make_dataset("cli", per_class=3)
+    root = paths.data_dir() / name
+    out = cli(
+        "fix",
+        "relabel",
+        "circle/circle_000.png",
+        "circle/circle_001.png",
+        "--dataset",
+        name,
+        "--to",
+        "square",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "circle_000.png: circle → square -> square/circle_000.png" in out.stdout
+    assert (root / "square" / "circle_001.png").is_file()
+    out = cli("fix", "list", "--dataset", name)
+    assert out.returncode == 0 and out.stdout.count("in force") == 2
+    out = cli("fix", "undo", "--dataset", name)
+    assert out.returncode == 0 and out.stdout.count("undone #") == 2
+    assert (root / "circle" / "circle_000.png").is_file() and (root / "circle" / "circle_001.png").is_file()
+    assert_one_line_error(cli("fix", "relabel", "circle/circle_000.png", "--dataset", name), "needs --to")
+    assert_one_line_error(
+        cli("fix", "set-aside", "0/x.png", "--dataset", paths.EMBEDDED_DATASET), "read-only"
+    )
+    assert_one_line_error(cli("fix", "undo", "--dataset", name), "nothing to undo")

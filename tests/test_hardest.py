@@ -95,3 +95,21 @@ def test_nearest_matches_a_full_sort():
         assert [n.label for n in got] == [int(i) % 3 for i in want]
     assert found[0][0].path == "5.png"
     assert len(hardest.nearest(index, queries, 1000)[0]) == 300  # k larger than the index: everything, sorted
+
+
+def test_hardest_on_the_command_line(trained, monkeypatch):
+    import json
+
+    from tests.test_cli import assert_one_line_error, cli
+
+    root, run, _ = trained
+    monkeypatch.setenv("CONVNET_DATA_DIR", str(root / "data"))
+    monkeypatch.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+    out = cli("hardest", "--run", run.run_id, "--per-class", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["most_confused"][0][:2] == ["circle", "square"]
+    assert {r["path"].rsplit("/", 1)[-1] for r in got["hardest"]["circle"]} == {
+        f"mislabelled_{i}.png" for i in range(3)
+    }
+    assert_one_line_error(cli("hardest", "--run", run.run_id, "--per-class", "0"), "--per-class")
