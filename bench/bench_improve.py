@@ -5,7 +5,9 @@ Run from the repo root: `.venv/bin/python bench/bench_improve.py [--images N]`. 
   (b) scanning the dataset for the catalog before and after (counts follow the files, nothing to refresh);
   (c) load_splits from the decode cache (a hit) vs right after a fix (the fingerprint changed: every image is
       decoded again once, the price of a fix for the next training run);
-  (d) the nearest-training-image search of core.analysis.hardest: 5,000 x 128 unit embeddings, 40 queries.
+  (d) the nearest-training-image search of core.analysis.hardest: 5,000 x 128 unit embeddings, 40 queries;
+  (e) with --with-run: a `fast` run (1 epoch) on the copy, then the evidence for 4 mistakes (Grad-CAM and nearest
+      training images): the first time (embeds the training split) and again (embeddings read from the run folder).
 Prints the figures and ratios, writes bench/results/improve.json.
 """
 
@@ -35,9 +37,27 @@ def _timed(fn):
     return out, time.perf_counter() - t0
 
 
+def _evidence_times() -> dict:
+    from core.analysis import evaluation_runs, hardest
+    from core.models import loading
+    from core.training import runs, trainer
+
+    run = trainer.start_run(trainer.TrainRequest(dataset="sample", preset="fast", epochs=1))
+    trainer.train_run(run.path)
+    run = runs.get_run(run.run_id)
+    result = evaluation_runs.evaluate_run(run.run_id)
+    lm = loading.load_run_model(run)
+    wrong = np.flatnonzero(result.labels != result.predictions)[:4]
+    _, first = _timed(lambda: hardest.explain(run, lm, result, wrong))
+    _, again = _timed(lambda: hardest.explain(run, lm, result, wrong))
+    n = len(hardest.train_index(run, lm.model).paths)
+    return {"evidence_first_s": first, "evidence_again_s": again, "train_embedded": n}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=500, help="images relabelled in one bulk action")
+    ap.add_argument("--with-run", action="store_true", help="also train a fast run and time the evidence")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-improve-"))
     try:
@@ -66,7 +86,11 @@ def main() -> None:
         vec /= np.linalg.norm(vec, axis=1, keepdims=True)
         index = hardest.TrainIndex(vec, np.zeros(5000, np.int64), [f"{i}.png" for i in range(5000)])
         _, nn_s = _timed(lambda: hardest.nearest(index, vec[:40], 3))
-        res = {
+        extra: dict = {}
+        if args.with_run:
+            fixes.undo("sample")
+            extra = _evidence_times()
+        res = {**extra,
             "images": info.total, "relabelled": len(picks), "relabel_s": relabel_s, "undo_s": undo_s,
             "per_image_ms": 1000 * relabel_s / len(picks), "scan_s": scan_s, "scan_after_s": scan2_s,
             "load_splits_first_s": first_s, "load_splits_hit_s": hit_s, "load_splits_after_fix_s": miss_s,
@@ -82,6 +106,9 @@ def main() -> None:
           f"{res['load_splits_hit_s']:.2f} / {res['load_splits_after_fix_s']:.2f} s "
           f"(a fix costs {res['load_splits_after_fix_s'] / max(res['load_splits_hit_s'], 1e-9):.0f}x a hit, once)")  # fmt: skip
     print(f"nearest 3 of 5,000 training embeddings for 40 images: {res['nearest_40x5000_ms']:.1f} ms")
+    if "evidence_first_s" in res:
+        print(f"evidence for 4 mistakes: first {res['evidence_first_s']:.1f} s (embeds {res['train_embedded']} "
+              f"training images), again {res['evidence_again_s']:.2f} s")  # fmt: skip
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2) + "\n")
 

@@ -124,11 +124,7 @@ def _train_items(run: runs.Run) -> list[tuple[Path, int]]:
     info = datasets.get_dataset(cfg.dataset)
     if info.kind != "folder":
         raise UserError(f"{cfg.dataset} has no image files: nearest training images need a folder dataset")
-    items = datasets.split_file_lists(info, cfg.val_split, cfg.seed)["train"]
-    if len(items) > MAX_TRAIN_EMBED:
-        pick = np.sort(np.random.default_rng(0).choice(len(items), MAX_TRAIN_EMBED, replace=False))
-        items = [items[i] for i in pick]
-    return items
+    return datasets.split_file_lists(info, cfg.val_split, cfg.seed)["train"]
 
 
 def _key(run: runs.Run, items: list[tuple[Path, int]]) -> str:
@@ -158,8 +154,17 @@ def train_index(run: runs.Run, model: Any) -> TrainIndex:
     except (OSError, ValueError, KeyError):
         pass
     h, w, c = run.input_shape
-    data = datasets.decode_files(items, (h, w), c)
-    index = TrainIndex(embed(model, data.x), data.y.astype(np.int64), list(data.paths or []))
+    cfg = run.config
+    # through the decode cache (training filled it), so the 7,000-image sample costs a slice, not 7,000 decodes
+    data = datasets.load_splits(
+        cfg.dataset, (h, w), c, val_split=cfg.val_split, seed=cfg.seed, splits=("train",)
+    )
+    train = data["train"]
+    pick = np.arange(len(train))
+    if len(pick) > MAX_TRAIN_EMBED:
+        pick = np.sort(np.random.default_rng(0).choice(len(pick), MAX_TRAIN_EMBED, replace=False))
+    paths = [train.paths[i] for i in pick] if train.paths else [f"#{i}" for i in pick]
+    index = TrainIndex(embed(model, train.x[pick]), train.y[pick].astype(np.int64), paths)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
