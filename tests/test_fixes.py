@@ -44,6 +44,18 @@ def test_relabel_moves_the_file_and_undo_puts_it_back():
         fixes.undo(name)
 
 
+def test_a_fix_marks_the_dataset_folder_changed():
+    """Views keyed by the folder's mtime (Datasets page samples) must notice a move between two class folders."""
+    name = make_dataset("stamp", per_class=3)
+    root = paths.data_dir() / name
+    os.utime(root, ns=(1_000_000_000, 1_000_000_000))
+    fixes.relabel(name, "circle/circle_000.png", "square")
+    assert root.stat().st_mtime_ns > 1_000_000_000
+    os.utime(root, ns=(1_000_000_000, 1_000_000_000))
+    fixes.undo(name)
+    assert root.stat().st_mtime_ns > 1_000_000_000
+
+
 def test_relabel_never_replaces_a_file_with_the_same_name():
     name = make_dataset("clash", per_class=3)
     root = paths.data_dir() / name

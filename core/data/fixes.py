@@ -224,6 +224,15 @@ def _move_file(root: Path, src_rel: str, dst_rel: str) -> str:
     raise UserError(f"could not find a free name for {dst_rel}")
 
 
+def _touch(root: Path) -> None:
+    """Mark the dataset folder changed: views keyed by its mtime (the Datasets page's samples and quality report, the
+    probed input shape) would miss a move between two class folders, which changes only those folders' times."""
+    try:
+        os.utime(root)
+    except OSError:
+        pass
+
+
 def _remove_empty_dirs(root: Path, rel_dir: str) -> None:
     """Tidy the quarantine folders the app made once they hold nothing (never the person's class folders)."""
     d = root / rel_dir
@@ -311,6 +320,8 @@ def apply(
                 saved = time.monotonic()
         if done:
             _write(dataset, actions)
+            if root is not None:
+                _touch(root)
     if not done and failed:
         raise UserError(failed[0] if len(failed) == 1 else f"{failed[0]} (and {len(failed) - 1} more)")
     return done, failed
@@ -382,6 +393,8 @@ def undo(dataset: str, action_id: int | None = None) -> list[Action]:
         finally:
             if undone:
                 _write(dataset, actions)
+                if root is not None:
+                    _touch(root)
     return undone
 
 
