@@ -267,10 +267,11 @@ def _outliers(dataset: str, report: Any, root: Path | None, hidden: set[str]) ->
 def results(dataset: str, report: Any, root: Path | None) -> None:
     hidden = fixes.handled(dataset)
     unreadable = [(p, why) for p, why in report.unreadable if p not in hidden]
+    open_dups = sum(sum(p not in hidden for p in g.paths) > 1 for g in report.duplicates)
     tabs = st.tabs([
         f"Label issues ({sum(i.path not in hidden for i in report.label_issues)})",
-        f"Duplicates ({len(report.duplicates)})", f"Leaks ({len(report.leaks)})",
-        f"Outliers ({len(report.outliers)})", f"Unreadable ({len(unreadable)})",
+        f"Duplicates ({open_dups})", f"Leaks ({sum(lk.test_path not in hidden for lk in report.leaks)})",
+        f"Outliers ({sum(o.path not in hidden for o in report.outliers)})", f"Unreadable ({len(unreadable)})",
     ])  # fmt: skip
     with tabs[0]:
         _label_issues(dataset, report, root, hidden)
