@@ -1,4 +1,4 @@
-"""The CLI: `python -m core datasets | dataset | download | import | train | runs | sweep | stop | predict | evaluate | calibrate | export | ...`.
+"""The CLI: `python -m core COMMAND`, one sub-command per user action (`python -m core --help` lists them).
 
 Same code as the UI. Any error prints one line on stderr and exits non-zero, never a traceback.
 """
@@ -367,6 +367,66 @@ def cmd_compare(args) -> int:
     return 0
 
 
+FIX_ACTIONS = ("relabel", "set-aside", "keep", "undo", "list")
+
+
+def cmd_fix(args) -> int:
+    from core.data import fixes
+
+    if args.action == "list":
+        acts = fixes.journal(args.dataset)
+        if args.json:
+            print(json.dumps([{**a.__dict__} for a in acts]))
+        for a in [] if args.json else acts:
+            print(f"#{a.id:<5d} {'undone  ' if a.undone else 'in force'}  {a.describe()}")
+        return 0
+    if args.action == "undo":
+        if args.paths:
+            raise UserError("undo takes no paths; give --id N to undo a chosen fix (default: the last)")
+        for a in fixes.undo(args.dataset, args.id):
+            print(f"undone #{a.id}: {a.describe()}")
+        return 0
+    if args.action == "relabel" and not args.to:
+        raise UserError("relabel needs --to CLASS")
+    if not args.paths:
+        raise UserError(f"{args.action} needs at least one image path, relative to the dataset folder")
+    done, failed = fixes.apply(args.dataset, args.action.replace("-", "_"), args.paths, args.to)
+    for a in done:
+        print(f"#{a.id}: {a.describe()}" + (f" -> {a.new_path}" if a.new_path != a.path else ""))
+    for line in failed:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_hardest(args) -> int:
+    from core import validation
+    from core.analysis import evaluation_runs, hardest
+    from core.training import runs
+
+    validation.check_int(args.per_class, "--per-class", 1, 1000)
+    run = runs.get_run(args.run)
+    result = evaluation_runs.cached_result(run) or evaluation_runs.evaluate_run(args.run)
+    loss = hardest.losses(result)
+    pairs = hardest.most_confused(result)
+    top = hardest.hardest(result, args.per_class)
+    names = result.class_names
+    paths = result.paths or [f"#{i}" for i in range(result.num_samples)]
+    rows = {names[c]: [{"path": paths[i], "loss": float(loss[i]), "predicted": names[int(result.predictions[i])]}
+                       for i in idx] for c, idx in top.items()}  # fmt: skip
+    if args.json:
+        print(json.dumps({"split": result.split, "most_confused": [[p.true, p.predicted, p.count] for p in pairs],
+                          "hardest": rows}))  # fmt: skip
+        return 0
+    print(f"most confused on the {result.split} split (true -> predicted: images)")
+    for p in pairs[:10]:
+        print(f"  {p.true} -> {p.predicted}: {p.count}")
+    for c, items in rows.items():
+        print(f"highest loss in {c}:")
+        for r in items:
+            print(f"  {r['loss']:7.3f}  predicted {r['predicted']:12s} {r['path']}")
+    return 0
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse prints a usage block and then the error; a person gets the one line that says what is wrong."""
 
@@ -518,6 +578,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
     p.set_defaults(fn=cmd_compare)
     dataset_cli.add_parser(sub)  # dataset new|add|rm|mv|rename|restore|trash|ls (core/dataset_cli.py)
+    p = sub.add_parser(
+        "fix", help="relabel, set aside or keep images of a folder dataset; undo; list the fixes"
+    )
+    p.add_argument("action", choices=FIX_ACTIONS)
+    p.add_argument(
+        "paths", nargs="*", help="image paths relative to the dataset folder, e.g. train/cat/a.png"
+    )
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--to", help="relabel: the class folder to move the images to")
+    p.add_argument(
+        "--id", type=int, help="undo: the fix to undo (with the rest of its bulk action); default the last"
+    )
+    p.add_argument("--json", action="store_true", help="list: one JSON array")
+    p.set_defaults(fn=cmd_fix)
+    p = sub.add_parser("hardest", help="a run's most confused classes and highest-loss images per class")
+    p.add_argument("--run", required=True)
+    p.add_argument("--per-class", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_hardest)
     return ap
 
 

@@ -44,6 +44,7 @@ PAGES = [
     ("pages/classify.py", "Classify", ":material/image_search:"),
     ("pages/inspect.py", "Inspect", ":material/layers:"),
     ("pages/evaluate.py", "Evaluate", ":material/analytics:"),
+    ("pages/improve.py", "Improve", ":material/healing:"),
 ]
 
 
