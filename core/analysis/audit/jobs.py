@@ -18,7 +18,6 @@ from typing import Any
 
 from core import atomic
 from core.analysis.audit import cache
-from core.data import datasets
 from core.errors import UserError
 from core.paths import REPO_ROOT
 from core.training import jobs
@@ -52,17 +51,29 @@ def _running(saved: dict[str, Any]) -> bool:
     return not saved.get("pid") and time.time() - float(saved.get("launched") or 0) < LAUNCH_GRACE_S
 
 
-def start_audit_job(dataset: str, run_id: str | None = None) -> Path:
+def start_audit_job(dataset: str, run_id: str | None = None, *, folds: int = 3) -> Path:
     """Start the audit in its own process (unless one for the same dataset and run is running); its status dir."""
-    datasets.get_dataset(dataset)  # an unknown dataset or run is refused before anything is written
-    cache.resolve_run(dataset, run_id)
+    from core.analysis.audit.runner import check_request
+
+    check_request(dataset, run_id, folds)  # an unknown dataset or run is refused before anything is written
     d = status_dir(dataset, run_id)
     if _running(_read(d)):
         return d
     d.mkdir(parents=True, exist_ok=True)
     atomic.write_json(d / STATUS_FILE, {"state": "running", "stage": "starting", "fraction": 0.0, "error": None,
                                         "dataset": dataset, "run_id": run_id, "launched": time.time()})  # fmt: skip
-    cmd = [sys.executable, "-m", "core", "audit", "--dataset", dataset, "--status-dir", str(d)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "core",
+        "audit",
+        "--dataset",
+        dataset,
+        "--folds",
+        str(folds),
+        "--status-dir",
+        str(d),
+    ]
     if run_id:
         cmd += ["--run", run_id]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

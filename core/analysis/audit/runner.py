@@ -113,6 +113,8 @@ def run_audit(dataset: str, run_id: str | None = None, *, folds: int = 3, progre
     if use_cache:
         hit = cache.load(key)
         if hit is not None and hit.meta.get("folds") == folds and epochs in (None, hit.meta.get("epochs")):
+            if progress is not None:
+                progress("done (the stored result for these files)", 1.0)
             return hit
     t0 = time.monotonic()
     val_split = run.config.val_split if run else datasets.DEFAULT_VAL_SPLIT
@@ -133,7 +135,7 @@ def run_audit(dataset: str, run_id: str | None = None, *, folds: int = 3, progre
     if progress is not None:
         progress("ranking label issues", STAGES["rank"][0])
     issues, _ = label_issues.find(pool, cv.probs)
-    found_outliers = outliers.listed(pool, cv.outlier_scores)
+    found_outliers = outliers.listed(pool, np.fmax(cv.outlier_scores, outliers.appearance_scores(pool.x)))
     leaked = {lk.test_path for lk in leaks}
     acc, adjusted, source = _accuracies(pool, cv.probs, leaked, run)
     report = AuditReport(
