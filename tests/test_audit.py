@@ -135,6 +135,7 @@ def test_natural_photo_is_an_outlier(audited):
     assert len(paths_) <= 3
 
 
+@pytest.mark.slow
 def test_leak_adjusted_accuracy_leaves_out_leaked_images(in_audited):
     """Recomputed by hand from the run's saved evaluation."""
     from core.analysis import evaluation_runs
@@ -152,6 +153,7 @@ def test_leak_adjusted_accuracy_leaves_out_leaked_images(in_audited):
     assert report.leak_adjusted_accuracy == pytest.approx(correct[keep].mean())
 
 
+@pytest.mark.slow
 def test_report_json_round_trip(in_audited):
     report = in_audited[3]
     d = json.loads(json.dumps(report.to_json()))
@@ -164,6 +166,7 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})}, timeout=300)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_cli_json_from_the_cache(in_audited):
     """A second audit of the same files and run is the stored one: instant, and no TensorFlow needed."""
     _, planted, run, report, _ = in_audited
@@ -188,6 +191,7 @@ def test_cli_json_from_the_cache(in_audited):
         ([], "needs --dataset"),
     ],
 )
+@pytest.mark.slow
 def test_cli_bad_arguments_one_line_without_tensorflow(in_audited, args, says):
     code = (
         "import sys; from core.__main__ import main; rc = main(sys.argv[1:]); "
@@ -201,6 +205,7 @@ def test_cli_bad_arguments_one_line_without_tensorflow(in_audited, args, says):
     assert done.stdout.strip() == "noTF"
 
 
+@pytest.mark.slow
 def test_run_of_another_dataset_is_refused(in_audited):
     run = in_audited[2]
     shutil.copytree(paths.data_dir() / "planted", paths.data_dir() / "other")
@@ -208,6 +213,7 @@ def test_run_of_another_dataset_is_refused(in_audited):
         audit.run_audit("other", run.run_id)
 
 
+@pytest.mark.slow
 def test_cache_hit_and_invalidation(in_audited):
     _, _, run, report, _ = in_audited
     assert audit.cached_audit("planted", run.run_id) == report
@@ -223,6 +229,7 @@ def test_cache_hit_and_invalidation(in_audited):
     assert audit.cached_audit("planted", run.run_id) == report
 
 
+@pytest.mark.slow
 def test_background_job_reports_done(in_audited):
     """The job is a real `python -m core audit` process; here it finds the stored result and finishes."""
     _, _, run, _, _ = in_audited
@@ -235,6 +242,7 @@ def test_background_job_reports_done(in_audited):
     assert "done (the stored result" in log and "likely mislabeled: 3" in log
 
 
+@pytest.mark.slow
 def test_background_job_failure_is_one_line(in_audited):
     from core.analysis.audit import jobs
 
@@ -248,6 +256,7 @@ def test_background_job_failure_is_one_line(in_audited):
         audit.start_audit_job("nope")
 
 
+@pytest.mark.slow
 def test_status_dir_must_be_ours(in_audited, tmp_path):
     target = tmp_path / "elsewhere"
     target.mkdir()
@@ -289,3 +298,39 @@ def test_array_dataset_ids(tmp_path):
     ids = [r.path for r in report.label_issues] + [o.path for o in report.outliers]
     assert ids and all(i.split("/")[0] == "train" and i.split("/")[1].isdigit() for i in ids)
     assert report.test_accuracy is not None  # the cross-validated models on the validation split
+
+
+def test_batched_phash_matches_imagehash():
+    """Our all-at-once phash is imagehash.phash's algorithm: on real images of two sizes it differs from it only
+    where imagehash's 8-bit rounding moves a frequency across the median (a few bits, mostly none)."""
+    import imagehash
+
+    files = _first("train", "Coat", 20) + _first("train", "Sandal", 20)
+    x = np.stack([np.asarray(Image.open(f))[..., None] for f in files])
+    big = np.stack([np.asarray(Image.open(f).resize((50, 40)))[..., None] for f in files])
+    for arr in (x, big):
+        ours = duplicates.perceptual_hashes(arr)
+        gaps = []
+        for a, h in zip(arr, ours, strict=True):
+            ref = imagehash.phash(Image.fromarray(a[..., 0]))
+            ref_int = int(np.packbits(ref.hash.reshape(-1)).view(">u8")[0])
+            gaps.append(int(np.bitwise_count(np.uint64(ref_int) ^ h)))
+        assert max(gaps) <= 4 and np.mean(gaps) <= 1.5 and gaps.count(0) >= len(gaps) // 2, gaps
+
+
+def test_appearance_scores_sampled_reference_agrees():
+    """Above the reference cap the neighbours come from a sample; the far image still stands out."""
+    from core.analysis.audit import outliers
+
+    rng = np.random.default_rng(1)
+    x = np.stack([_shape(rng)[..., None] for _ in range(300)])
+    x[17] = 128  # flat grey: unlike every drawing
+    full = outliers.appearance_scores(x)
+    old = outliers.APPEARANCE_REFERENCE
+    outliers.APPEARANCE_REFERENCE = 120
+    try:
+        sampled = outliers.appearance_scores(x)
+    finally:
+        outliers.APPEARANCE_REFERENCE = old
+    assert int(np.argmax(full)) == 17 == int(np.argmax(sampled))
+    assert np.corrcoef(full, sampled)[0, 1] > 0.8

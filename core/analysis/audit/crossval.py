@@ -18,13 +18,11 @@ from core.analysis.audit.pool import Pool
 from core.errors import UserError
 
 AUDIT_PRESET = "fast"
-EPOCH_IMAGES = (
-    40_000  # about this many training images seen per fold: 8 epochs of a 7,000-image set, 2 of 70,000
-)
+# about this many training images seen per fold: 6 epochs of a 7,000-image set, 2 (the least) of 70,000
+EPOCH_IMAGES = 30_000
 MIN_EPOCHS, MAX_EPOCHS = 2, 30
-MIN_BATCH = (
-    16  # a small dataset gets smaller batches (about 20 steps an epoch), so its models take enough steps
-)
+# a small dataset gets smaller batches (about 20 steps an epoch), so its models take enough steps
+MIN_BATCH = 16
 SEED = 0
 
 

@@ -117,6 +117,9 @@ def run_audit(dataset: str, run_id: str | None = None, *, folds: int = 3, progre
                 progress("done (the stored result for these files)", 1.0)
             return hit
     t0 = time.monotonic()
+    from core.training.trainer import _import_in_background
+
+    importing = _import_in_background("keras")  # 5-25 s on 2 busy cores, overlapped with decoding and hashing
     val_split = run.config.val_split if run else datasets.DEFAULT_VAL_SPLIT
     seed = run.config.seed if run else datasets.DEFAULT_SEED
     shape = audit_shape(info)
@@ -130,6 +133,7 @@ def run_audit(dataset: str, run_id: str | None = None, *, folds: int = 3, progre
     if progress is not None:
         lo, hi = STAGES["crossval"]
         cv_progress = lambda label, f: progress(label, lo + (hi - lo) * f)  # noqa: E731
+    importing.join()
     cv = crossval.run(pool, dataset, folds, epochs=epochs, progress=cv_progress)
     t_cv = time.monotonic()
     if progress is not None:
