@@ -21,6 +21,7 @@ if __name__ == "__main__":
         "bench_timelapse.py",
         "bench_filters.py",
         "bench_projector.py",
+        "bench_audit.py",
     ):
         print(f"\n######## {script}", flush=True)
         if subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], cwd=HERE.parent).returncode:

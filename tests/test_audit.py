@@ -334,3 +334,19 @@ def test_appearance_scores_sampled_reference_agrees():
         outliers.APPEARANCE_REFERENCE = old
     assert int(np.argmax(full)) == 17 == int(np.argmax(sampled))
     assert np.corrcoef(full, sampled)[0, 1] > 0.8
+
+
+def test_item_image_for_folder_and_array_ids(tmp_path):
+    from core.analysis.audit import pool
+    from core.data import datasets
+
+    make_planted(paths.data_dir() / "planted")
+    info = datasets.get_dataset("planted")
+    a = pool.item_image(info, "train/Bag/photo.png")
+    assert a.shape == (SIZE, SIZE) and a.dtype == np.uint8
+    with pytest.raises(UserError):
+        pool.item_image(info, "../../etc/passwd")
+    digits = datasets.get_dataset("digits")
+    assert pool.item_image(digits, "train/5").shape == (8, 8)
+    with pytest.raises(UserError):
+        pool.item_image(digits, "train/99999")

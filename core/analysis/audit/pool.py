@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from core.data import datasets, keras_datasets
+from core.data.images import load_image, to_mode
 from core.errors import UserError
 
 MAX_AUDIT_SIDE = (
@@ -86,3 +88,28 @@ def load_pool(info: datasets.DatasetInfo, shape: tuple[int, int, int], *, val_sp
     if progress is not None:
         progress(1.0)
     return Pool(x, np.concatenate(ys).astype(np.int64), ids, np.array(splits), list(info.class_names))
+
+
+def item_path(info: datasets.DatasetInfo, item_id: str) -> Path | None:
+    """The file behind an audit id of a folder dataset (checked to stay inside it); None for array datasets."""
+    if info.kind != "folder" or info.path is None:
+        return None
+    root = info.path.resolve()
+    p = (root / item_id).resolve()
+    if root not in p.parents:
+        raise UserError(f"{item_id!r} is not inside dataset {info.name}")
+    return p
+
+
+def item_image(info: datasets.DatasetInfo, item_id: str) -> np.ndarray:
+    """The image behind an audit id, for display: a folder file decoded safely, or a row of a built-in array."""
+    p = item_path(info, item_id)
+    if p is not None:
+        img = load_image(p, name=p.name)
+        return np.asarray(to_mode(img, 1 if img.mode in datasets.GRAY_MODES else 3))
+    split, _, index = item_id.partition("/")
+    arrays = keras_datasets.load_arrays(info.name)
+    if split not in arrays or not index.isdigit() or int(index) >= len(arrays[split][1]):
+        raise UserError(f"no image {item_id!r} in dataset {info.name}")
+    a = arrays[split][0][int(index)]
+    return a[..., 0] if a.shape[-1] == 1 else a
