@@ -371,7 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="likely mislabeled images, duplicates, train/test leaks and outliers")
     p.add_argument("--dataset", help="the dataset to audit (default with --run: the run's)")
     p.add_argument("--run", help="also measure this run's held-out accuracy with and without leaked images")
-    p.add_argument("--folds", type=int, default=3, help="cross-validation folds (2..10)")
+    p.add_argument(
+        "--folds", type=int, default=options.DEFAULT_AUDIT_FOLDS, help="cross-validation folds (2..10)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--fresh", action="store_true", help="recompute even when a stored result matches")
     p.add_argument("--status-dir", help=argparse.SUPPRESS)  # the background job's status folder

@@ -26,3 +26,4 @@ EVALUATION_SPLITS = ("test", "val")
 DEFAULT_SEED = 213  # the Jedi/Sith notebooks' split seed
 DEFAULT_VAL_SPLIT = 0.2
 DEFAULT_PRESET = "fast"
+DEFAULT_AUDIT_FOLDS = 3  # cross-validation folds of `python -m core audit` and the Improve page

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core import atomic
+from core import atomic, options
 from core.analysis.audit import cache
 from core.errors import UserError
 from core.paths import REPO_ROOT
@@ -51,7 +51,9 @@ def _running(saved: dict[str, Any]) -> bool:
     return not saved.get("pid") and time.time() - float(saved.get("launched") or 0) < LAUNCH_GRACE_S
 
 
-def start_audit_job(dataset: str, run_id: str | None = None, *, folds: int = 3) -> Path:
+def start_audit_job(
+    dataset: str, run_id: str | None = None, *, folds: int = options.DEFAULT_AUDIT_FOLDS
+) -> Path:
     """Start the audit in its own process (unless one for the same dataset and run is running); its status dir."""
     from core.analysis.audit.runner import check_request
 

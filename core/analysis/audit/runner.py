@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from core import validation
+from core import options, validation
 from core.analysis.audit import cache, crossval, duplicates, label_issues, outliers
 from core.analysis.audit.pool import Pool, audit_shape, load_pool, relative_id
 from core.analysis.audit.report import AuditReport
@@ -101,8 +101,9 @@ def _accuracies(pool: Pool, probs: np.ndarray, leaked: set[str], run: runs.Run |
     return float(correct.mean()), adjusted, source
 
 
-def run_audit(dataset: str, run_id: str | None = None, *, folds: int = 3, progress: Progress | None = None,
-              epochs: int | None = None, use_cache: bool = True) -> AuditReport:  # fmt: skip
+def run_audit(dataset: str, run_id: str | None = None, *, folds: int = options.DEFAULT_AUDIT_FOLDS,
+              progress: Progress | None = None, epochs: int | None = None,
+              use_cache: bool = True) -> AuditReport:  # fmt: skip
     """Audit a dataset (and, with a run, measure that run's held-out accuracy with and without leaked images).
 
     `progress(stage, fraction)` is called as the work goes; `epochs` overrides the cross-validation budget (tests);
