@@ -350,3 +350,21 @@ def test_item_image_for_folder_and_array_ids(tmp_path):
     assert pool.item_image(digits, "train/5").shape == (8, 8)
     with pytest.raises(UserError):
         pool.item_image(digits, "train/99999")
+
+
+@pytest.mark.slow
+def test_flat_folder_ids_and_its_validation_split(tmp_path):
+    """A flat folder (no train/test folders): ids are class/file, and the split is the one training would draw."""
+    from tests.helpers import make_dataset
+
+    name = make_dataset("flat", per_class=10, size=16)
+    report = audit.run_audit(name, folds=2, epochs=1)
+    rows = [(g.paths, g.splits) for g in report.duplicates] + [
+        ([r.path], [r.split]) for r in report.label_issues
+    ]
+    assert rows  # these drawings differ only in faint noise: the checks have plenty to list
+    for ids, splits in rows:
+        assert all(i.split("/")[0] in ("circle", "square", "stripes") and i.count("/") == 1 for i in ids)
+        assert set(splits) <= {"train", "val"}
+    assert report.meta["images"] == 30 and "validation" not in report.meta["accuracy_source"]
+    assert report.meta["accuracy_source"] == "cross-validated models on the val split"
