@@ -358,13 +358,20 @@ def test_flat_folder_ids_and_its_validation_split(tmp_path):
     from tests.helpers import make_dataset
 
     name = make_dataset("flat", per_class=10, size=16)
+    # the same picture under two classes: an exact duplicate with conflicting labels
+    shutil.copyfile(
+        paths.data_dir() / name / "circle" / "circle_000.png", paths.data_dir() / name / "square" / "x.png"
+    )
     report = audit.run_audit(name, folds=2, epochs=1)
+    conflict = [g for g in report.duplicates if g.conflict]
+    assert len(conflict) == 1 and conflict[0].kind == "exact"
+    pairs = sorted(zip(conflict[0].paths, conflict[0].labels, strict=True))
+    assert pairs == [("circle/circle_000.png", "circle"), ("square/x.png", "square")]
     rows = [(g.paths, g.splits) for g in report.duplicates] + [
         ([r.path], [r.split]) for r in report.label_issues
     ]
-    assert rows  # these drawings differ only in faint noise: the checks have plenty to list
     for ids, splits in rows:
         assert all(i.split("/")[0] in ("circle", "square", "stripes") and i.count("/") == 1 for i in ids)
         assert set(splits) <= {"train", "val"}
-    assert report.meta["images"] == 30 and "validation" not in report.meta["accuracy_source"]
+    assert report.meta["images"] == 31 and "validation" not in report.meta["accuracy_source"]
     assert report.meta["accuracy_source"] == "cross-validated models on the val split"
