@@ -28,6 +28,7 @@ if __name__ == "__main__":
         "bench_dataset_build.py",
         "bench_sweep.py",
         "bench_improve.py",
+        "bench_audit.py",
     ):
         print(f"\n######## {script}", flush=True)
         if subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], cwd=HERE.parent).returncode:

@@ -427,6 +427,51 @@ def cmd_hardest(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    from core.analysis import audit
+    from core.analysis.audit import jobs as audit_jobs
+    from core.analysis.audit.runner import check_request
+
+    writer = (
+        audit_jobs.StatusWriter(audit_jobs.check_status_dir(args.status_dir)) if args.status_dir else None
+    )
+    shown = {"stage": "", "step": -1}
+
+    def progress(stage: str, fraction: float) -> None:
+        step = int(fraction * 10)
+        if stage != shown["stage"] or step != shown["step"]:
+            shown.update(stage=stage, step=step)
+            print(f"{fraction:4.0%}  {stage}", file=sys.stderr, flush=True)
+        if writer is not None:
+            writer(stage, fraction)
+
+    try:
+        dataset = args.dataset
+        if not dataset:
+            if not args.run:
+                raise UserError("audit needs --dataset NAME (or --run RUN-ID)")
+            from core.training import runs
+
+            dataset = runs.get_run(args.run).config.dataset
+        check_request(dataset, args.run, args.folds)  # refused in a second, before any image or TensorFlow
+        report = audit.run_audit(
+            dataset, args.run, folds=args.folds, progress=progress, use_cache=not args.fresh
+        )
+    except Exception as exc:
+        if writer is not None:
+            writer.finish(
+                str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {first_line(exc)}"
+            )
+        raise
+    if writer is not None:
+        writer.finish(None)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(report.summary())
+    return 0
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse prints a usage block and then the error; a person gets the one line that says what is wrong."""
 
@@ -597,6 +642,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int, default=5)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_hardest)
+    p = sub.add_parser("audit", help="likely mislabeled images, duplicates, train/test leaks and outliers")
+    p.add_argument("--dataset", help="the dataset to audit (default with --run: the run's)")
+    p.add_argument("--run", help="also measure this run's held-out accuracy with and without leaked images")
+    p.add_argument(
+        "--folds", type=int, default=options.DEFAULT_AUDIT_FOLDS, help="cross-validation folds (2..10)"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--fresh", action="store_true", help="recompute even when a stored result matches")
+    p.add_argument("--status-dir", help=argparse.SUPPRESS)  # the background job's status folder
+    p.set_defaults(fn=cmd_audit)
     return ap
 
 

@@ -44,3 +44,4 @@ SWEEP_PARAMS = ("learning_rate", "batch_size", "epochs", "optimizer", "preset", 
 SWEEP_ALIASES = {"lr": "learning_rate", "batch": "batch_size", "epoch": "epochs", "opt": "optimizer"}
 SWEEP_MODES = ("grid", "random")
 MAX_SWEEP_TRIALS = 100
+DEFAULT_AUDIT_FOLDS = 3  # cross-validation folds of `python -m core audit` and the Improve page
