@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +56,18 @@ def train_tiny_run(dataset: str, preset: str = "fast", epochs: int = 1, **kwargs
 def module_run(tmp_path_factory, label: str, **dataset: Any) -> tuple[Path, str, runs.Run]:
     """One real run shared by a test module (training is the slow part), in its own data and runs folders."""
     root = tmp_path_factory.mktemp(label)
-    with pytest.MonkeyPatch.context() as mp:
-        in_run_dirs(mp, root)
+    with app_dirs(root):
         name = make_dataset(**dataset)
         run = train_tiny_run(name)
     return root, name, run
+
+
+@contextmanager
+def app_dirs(root: Path) -> Iterator[None]:
+    """The app's data and runs folders under `root` while a module fixture builds real datasets and runs there."""
+    with pytest.MonkeyPatch.context() as mp:
+        in_run_dirs(mp, root)
+        yield
 
 
 def in_run_dirs(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:

@@ -20,7 +20,7 @@ from core import paths
 from core.analysis import audit
 from core.analysis.audit import duplicates
 from core.errors import UserError
-from tests.helpers import train_tiny_run, wait_for
+from tests.helpers import app_dirs, train_tiny_run, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "fashion-mnist-sample"
@@ -78,9 +78,7 @@ def _shape(rng: np.random.Generator) -> np.ndarray:
 def audited(tmp_path_factory):
     """One planted dataset, one tiny run on it and one audit with that run, shared by the module."""
     root = tmp_path_factory.mktemp("audit")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+    with app_dirs(root):
         planted = make_planted(root / "data" / "planted")
         run = train_tiny_run("planted", epochs=1)
         t0 = time.monotonic()

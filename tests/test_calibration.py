@@ -14,7 +14,7 @@ from core.analysis import calibration, head, prediction, unfamiliar
 from core.errors import UserError
 from core.models import loading
 from core.training import runs
-from tests.helpers import make_image_folder, train_tiny_run
+from tests.helpers import app_dirs, make_image_folder, train_tiny_run
 from tests.test_cli import assert_one_line_error, cli
 
 pytestmark = pytest.mark.slow
@@ -94,9 +94,7 @@ def _sharpen_head(run: runs.Run, factor: float = 10.0) -> None:
 @pytest.fixture(scope="module")
 def noisy_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("calib")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+    with app_dirs(root):
         name = _noisy_dataset("noisy")
         run = train_tiny_run(name, epochs=3, val_split=0.4)
         _sharpen_head(run)

@@ -19,7 +19,7 @@ from core.analysis import comparison, evaluation_runs
 from core.errors import UserError
 from core.training import runs
 from tests.apptest_support import open_page, texts
-from tests.helpers import make_dataset, train_tiny_run
+from tests.helpers import app_dirs, make_dataset, train_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,9 +73,7 @@ def test_mcnemar_on_constructed_predictions():
 def two_runs(tmp_path_factory):
     """A trained run and a barely trained one (tiny learning rate) on one dataset with a test split."""
     root = tmp_path_factory.mktemp("compare")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+    with app_dirs(root):
         (root / "data").mkdir()
         (root / "runs").mkdir()
         name = make_dataset("shapes", split=True, per_class=15)

@@ -17,7 +17,7 @@ from core.data import datasets
 from core.errors import UserError
 from core.models import loading
 from core.training import runs
-from tests.helpers import make_dataset, train_tiny_run
+from tests.helpers import app_dirs, make_dataset, train_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["circle", "square", "stripes"]
@@ -27,9 +27,7 @@ def _trained(tmp: Path, dataset: str, **make) -> tuple[Path, str]:
     """Train once per module in its own folders; each test gets a copy (runs.get_run finds it by id)."""
     for sub in ("data", "runs"):
         (tmp / sub).mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(tmp / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(tmp / "runs"))
+    with app_dirs(tmp):
         if dataset != "digits":
             make_dataset(dataset, **make)
         kwargs = {"limit": 120} if dataset == "digits" else {}

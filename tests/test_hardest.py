@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from core.analysis import evaluation_runs, hardest
-from tests.helpers import make_dataset, train_tiny_run
+from tests.helpers import app_dirs, make_dataset, train_tiny_run
 
 pytestmark = pytest.mark.slow
 
@@ -18,9 +18,7 @@ pytestmark = pytest.mark.slow
 def trained(tmp_path_factory):
     """A split dataset whose test split files three squares under circle, and holds a twin of a training image."""
     root = tmp_path_factory.mktemp("hardest")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+    with app_dirs(root):
         name = make_dataset("shapes", split=True, per_class=16)
         test = root / "data" / name / "test"
         for i, f in enumerate(sorted((test / "square").iterdir())[:3]):

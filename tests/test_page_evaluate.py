@@ -16,7 +16,7 @@ from core import figures, paths
 from core.analysis import evaluation, evaluation_runs
 from core.training import runs, trainer
 from tests.apptest_support import open_page
-from tests.helpers import make_dataset, train_tiny_run
+from tests.helpers import app_dirs, make_dataset, train_tiny_run
 
 CLASSES = ["circle", "square", "stripes"]
 PERCENT = re.compile(r"^\d+%$")  # drill-down captions are the confidence only
@@ -28,9 +28,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("evalpage")
     for sub in ("data", "runs"):
         (root / sub).mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+    with app_dirs(root):
         name = make_dataset("shapes", split=True)
         test = root / "data" / name / "test"
         for i, f in enumerate(sorted((test / "square").iterdir())[:3]):

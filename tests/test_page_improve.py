@@ -19,7 +19,7 @@ from core.analysis import evaluation_runs
 from core.data import fixes
 from core.training import jobs, retrain, runs
 from tests.apptest_support import open_trained_page, texts
-from tests.helpers import module_run
+from tests.helpers import app_dirs, module_run
 
 PAGE = "pages/improve.py"
 
@@ -74,9 +74,7 @@ class Report:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root, name, run = module_run(tmp_path_factory, "improvepage")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+    with app_dirs(root):
         evaluation_runs.evaluate_run(run.run_id)
     return root, name, run
 

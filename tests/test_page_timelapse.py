@@ -17,9 +17,7 @@ from tests.apptest_support import open_trained_page
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("timelapse-pages")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+    with helpers.app_dirs(root):
         name = helpers.make_dataset()
         run = helpers.train_tiny_run(name, epochs=2)
     return root, name, run

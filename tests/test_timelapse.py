@@ -33,9 +33,7 @@ EPOCHS = 2
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("timelapse")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+    with helpers.app_dirs(root):
         name = helpers.make_dataset()
         run = helpers.train_tiny_run(name, epochs=EPOCHS)
     return root, name, run

@@ -14,7 +14,7 @@ import pytest
 from core.analysis import evaluation_runs, tta
 from core.errors import UserError
 from tests.apptest_support import open_page, texts
-from tests.helpers import make_dataset, train_tiny_run
+from tests.helpers import app_dirs, make_dataset, train_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,9 +85,7 @@ def test_tta_probabilities_are_the_mean_over_views():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("tta")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CONVNET_DATA_DIR", str(root / "data"))
-        mp.setenv("CONVNET_RUNS_DIR", str(root / "runs"))
+    with app_dirs(root):
         (root / "data").mkdir()
         (root / "runs").mkdir()
         name = make_dataset("shapes", split=True, per_class=15)
