@@ -75,7 +75,7 @@ def test_server_restart_during_training_shows_the_true_status(chromium_path, bro
         page.goto(f"{second.url}/train")
         table = page.get_by_test_id("stDataFrame").last
         expect(table).to_be_visible(timeout=90_000)
-        expect(page.get_by_text("Runs", exact=True)).to_be_visible()
+        expect(page.get_by_test_id("stMainBlockContainer").get_by_text("Runs", exact=True)).to_be_visible()
         expect(page.locator("[role=gridcell]", has_text="running").first).to_be_attached(timeout=60_000)
         assert jobs.get(run_id).state == "running"
         os.kill(int(runs.get_run(run_id).status["pid"]), signal.SIGKILL)  # the job dies while nobody watches
