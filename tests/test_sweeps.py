@@ -99,6 +99,28 @@ def test_two_trial_grid_trains_two_tagged_runs_and_prints_the_table():
     assert sweep_results.parallel_figure(sweep) is not None
 
 
+def test_device_slots_are_one_cpu_slot_or_one_per_named_gpu(monkeypatch):
+    monkeypatch.setenv("CONVNET_SWEEP_GPUS", "")
+    assert sweeps.device_slots() == [None]
+    monkeypatch.setenv("CONVNET_SWEEP_GPUS", "0, 1,")
+    assert sweeps.device_slots() == ["0", "1"]
+
+
+@pytest.mark.slow
+def test_with_two_gpu_slots_two_trials_train_side_by_side_each_on_its_own_device(monkeypatch):
+    """On a CPU machine CUDA_VISIBLE_DEVICES is harmless, so two named slots show the scheduling for real."""
+    make_dataset("tiny", per_class=8)
+    monkeypatch.setenv("CONVNET_SWEEP_GPUS", "0,1")
+    out = cli("sweep", "--dataset", "tiny", "--grid", "lr=1e-3,3e-3", "batch=8", "--epochs", "2")
+    assert out.returncode == 0, out.stderr
+    trained = sorted(runs.list_runs(), key=lambda r: r.config.sweep_trial or 0)
+    assert [r.state for r in trained] == ["completed", "completed"]
+    assert [r.status.get("sweep_device") for r in trained] == ["0", "1"]
+    first, second = (r.status for r in trained)
+    assert second["launched"] < first["ended"], "the second trial waited for the first"
+    assert "on GPU 1" in out.stderr + out.stdout
+
+
 @pytest.mark.slow
 def test_a_queue_left_by_a_killed_runner_resumes_and_finishes():
     make_dataset("tiny", per_class=8)

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -26,8 +26,10 @@ if TYPE_CHECKING:  # core.training.trainer imports Keras; listing and stopping r
     from core.training.trainer import TrainRequest
 
 
-def launch(run: runs.Run) -> runs.Run:
-    """Start `python -m core train --run ID` in its own session, output to the run's job.log.
+def launch(run: runs.Run, env_extra: dict[str, str] | None = None, **status: Any) -> runs.Run:
+    """Start `python -m core train --run ID` in its own session, output to the run's job.log (`env_extra`: e.g. a
+    sweep trial's CUDA_VISIBLE_DEVICES, so trials on a several-GPU machine each get one GPU; `status`: recorded
+    with the pid in the same write).
 
     The run stays queued: the job itself takes the run's lock and marks it running (core.training.trainer.train_run).
     """
@@ -39,6 +41,7 @@ def launch(run: runs.Run) -> runs.Run:
         **os.environ,
         "PYTHONUNBUFFERED": "1",
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        **(env_extra or {}),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "core", "train", "--run", run.run_id],
@@ -47,7 +50,7 @@ def launch(run: runs.Run) -> runs.Run:
     )  # fmt: skip
     log.close()
     status = runs.update_status(
-        run.path, pid=proc.pid, pid_start=process_start_time(proc.pid), launched=time.time()
+        run.path, pid=proc.pid, pid_start=process_start_time(proc.pid), launched=time.time(), **status
     )
     _children[run.run_id] = proc
     return runs.Run(run.run_id, run.path, run.config, status)

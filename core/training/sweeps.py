@@ -11,7 +11,9 @@ A trial's run is created only when its turn comes (a queued run that nobody trai
 tagged with the sweep id in its config.json, and trains as its own `python -m core train --run ID` job, exactly
 like a run started on the Train page: Stop, the runs list and every page treat it like any other run. A runner
 that dies (a Streamlit restart, a kill) leaves its trial training; the next runner waits for that trial, then
-goes on with the pending ones. The queue is drained in order: oldest sweep first, trials in order.
+goes on with the pending ones. The queue is drained in order: oldest sweep first, trials in order. On the CPU one
+trial trains at a time (two would only share the cores); with several NVIDIA GPUs, one trial per GPU, each job
+seeing only its own (CUDA_VISIBLE_DEVICES), see `device_slots`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import random
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -474,14 +477,29 @@ def ensure_runner() -> bool:
     return True
 
 
-def _next_trial() -> tuple[Sweep, Trial, runs.Run] | None:
-    """Under the queue lock: a started trial still training (a dead runner's), else the next pending trial with
-    its run created; None when nothing is left (runner.json is cleared in the same lock, so a sweep queued a
-    moment later finds no runner and starts one)."""
+def device_slots() -> list[str | None]:
+    """Where trials may train side by side: one slot per NVIDIA GPU (`nvidia-smi -L`, no TensorFlow import), else
+    one CPU slot. CONVNET_SWEEP_GPUS="0,1" names the GPUs to use ("" for the CPU only)."""
+    raw = os.environ.get("CONVNET_SWEEP_GPUS")
+    if raw is None:
+        raw = ""
+        smi = shutil.which("nvidia-smi")
+        if smi:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
+                raw = ",".join(str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU "))
+    gpus = [g.strip() for g in raw.split(",") if g.strip()]
+    return list(gpus) or [None]
+
+
+def _next_trial(watched: set[str], last: bool) -> tuple[Sweep, Trial, runs.Run] | None:
+    """Under the queue lock: a started trial still training that no slot watches (a dead runner's), else the next
+    pending trial with its run created; None when nothing is left. When `last` (no trial of ours still trains),
+    runner.json is cleared in the same lock, so a sweep queued a moment later finds no runner and starts one."""
     with _queue_lock():
         for sweep in reversed(list_sweeps()):  # oldest first
             for t in sweep.trials:
-                if t.state == "started":
+                if t.state == "started" and t.run_id not in watched:
                     run = trial_run(t)
                     if run is not None and run.state in runs.ACTIVE_STATES:
                         return sweep, t, run
@@ -497,7 +515,8 @@ def _next_trial() -> tuple[Sweep, Trial, runs.Run] | None:
                 t.state, t.run_id = "started", run.run_id
                 _save(sweep)
                 return sweep, t, run
-        atomic.write_json(_runner_file(), {"pid": None, "ended": time.time()})
+        if last:
+            atomic.write_json(_runner_file(), {"pid": None, "ended": time.time()})
         return None
 
 
@@ -508,35 +527,52 @@ def _create_trial_run(sweep: Sweep, trial: Trial) -> runs.Run:
     return runs.create_run(config)
 
 
-def _train_trial(sweep: Sweep, trial: Trial, run: runs.Run, echo: Callable[[str], None] | None,
-                 poll_s: float) -> runs.Run | None:  # fmt: skip
-    """Launch the trial's job (unless a dead runner's job still trains it) and wait for it to end."""
+@dataclass
+class _Slot:
+    """A trial being trained in one device slot."""
+
+    sweep: Sweep
+    trial: Trial
+    run: runs.Run
+
+
+def _launch_trial(slot: _Slot, device: str | None, echo: Callable[[str], None] | None) -> None:
+    """Launch the trial's job on `device` (unless a dead runner's job still trains it)."""
+    sweep, trial, run = slot.sweep, slot.trial, slot.run
     if echo:
+        where = f" on GPU {device}" if device is not None else ""
         echo(f"{sweep.sweep_id} trial {trial.index + 1}/{len(sweep.trials)} ({describe(sweep.settings(trial))}): "
-             f"run {run.run_id}")  # fmt: skip
+             f"run {run.run_id}{where}")  # fmt: skip
     if run.state == "queued" and not jobs.is_alive(run.status):
         if runs.stop_requested(run.path):  # cancelled between its creation and now: never start TensorFlow
             with contextlib.suppress(FileNotFoundError):
                 runs.update_status(run.path, state="stopped", ended=time.time())
-            return runs.get_run(run.run_id)
+            return
         with contextlib.suppress(UserError):
-            jobs.launch(run)
-    while True:
-        try:
-            current = jobs.get(run.run_id)
-        except UserError:  # deleted meanwhile
-            return None
-        if current.state not in runs.ACTIVE_STATES:
-            if echo:
-                acc = current.status.get("best_val_accuracy")
-                shown = f", val accuracy {acc:.2%}" if isinstance(acc, int | float) else ""
-                echo(f"{sweep.sweep_id} trial {trial.index + 1}: {current.state}{shown}")
-            return current
-        time.sleep(poll_s)
+            if device is None:
+                jobs.launch(run)
+            else:
+                jobs.launch(run, {"CUDA_VISIBLE_DEVICES": device}, sweep_device=device)
+
+
+def _ended(slot: _Slot, echo: Callable[[str], None] | None) -> bool:
+    """The trial's run is no longer queued or training (or was deleted meanwhile)."""
+    try:
+        current = jobs.get(slot.run.run_id)
+    except UserError:
+        return True
+    if current.state in runs.ACTIVE_STATES:
+        return False
+    if echo:
+        acc = current.status.get("best_val_accuracy")
+        shown = f", val accuracy {acc:.2%}" if isinstance(acc, int | float) else ""
+        echo(f"{slot.sweep.sweep_id} trial {slot.trial.index + 1}: {current.state}{shown}")
+    return True
 
 
 def drain(echo: Callable[[str], None] | None = None, poll_s: float = 1.0) -> int:
-    """Train every pending trial of every sweep, one at a time; returns how many trials it saw through.
+    """Train every pending trial of every sweep, one per device slot at a time; returns how many trials it saw
+    through.
 
     Only one process drains (runner.lock): a second gets a UserError, so the CLI then waits instead."""
     from filelock import FileLock, Timeout
@@ -551,11 +587,24 @@ def drain(echo: Callable[[str], None] | None = None, poll_s: float = 1.0) -> int
         with _queue_lock():
             atomic.write_json(_runner_file(), {"pid": os.getpid(), "pid_start": runs.process_start_time(os.getpid()),
                                                "started": time.time()})  # fmt: skip
+        busy: dict[int, _Slot] = {}
+        devices = device_slots()
         done = 0
-        while (step := _next_trial()) is not None:
-            _train_trial(*step, echo=echo, poll_s=poll_s)
-            done += 1
-        return done
+        while True:
+            for i, device in enumerate(devices):
+                if i in busy:
+                    continue
+                step = _next_trial({s.run.run_id for s in busy.values()}, last=not busy)
+                if step is None:
+                    break
+                busy[i] = _Slot(*step)
+                _launch_trial(busy[i], device, echo)
+            if not busy:  # nothing left, and runner.json was cleared under the queue lock
+                return done
+            time.sleep(poll_s)
+            for i in [i for i, slot in busy.items() if _ended(slot, echo)]:
+                del busy[i]
+                done += 1
     finally:
         lock.release()
 
