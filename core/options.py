@@ -37,3 +37,5 @@ DEFAULT_TARGET_ACCURACY = 0.95  # "accuracy >= X on what is accepted" until a pe
 UNFAMILIAR_METHODS = ("knn", "energy")  # distance to the nearest training embeddings; energy of the logits
 UNFAMILIAR_PASS_SHARE = 0.95  # the share of validation images that must pass as familiar
 LR_FIND_STEPS = 200  # batches of the learning-rate range test, one learning rate each
+LR_SCHEDULES = ("constant", "one-cycle")  # one-cycle: linear warm-up to the rate, then half-cosine decay
+MAX_LABEL_SMOOTHING = 0.5  # beyond this the targets say little about the true class
