@@ -25,6 +25,7 @@ if __name__ == "__main__":
         "bench_onnx.py",
         "bench_unfamiliar.py",
         "bench_tune.py",
+        "bench_recipe.py",
     ):
         print(f"\n######## {script}", flush=True)
         if subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], cwd=HERE.parent).returncode:
