@@ -102,3 +102,17 @@ def test_small_best_trains_an_epoch_and_its_config_round_trips():
     assert cfg.to_dict() == saved and cfg.label_mode == "categorical"
     assert runs.get_run(run.run_id).status["state"] == "completed"
     assert (run.path / "model.keras").is_file()
+
+
+def test_the_train_form_starts_from_the_presets_recipe():
+    from tests.apptest_support import open_page
+
+    make_dataset("tiny", per_class=3)
+    at = open_page("pages/train.py", active_dataset="tiny")
+    assert not at.exception
+    assert at.selectbox(key="sched_fast").value == "one-cycle"
+    assert at.number_input(key="smooth_fast").value == 0.1
+    at.selectbox(key="preset").set_value("fashion-cnn").run()
+    assert not at.exception
+    assert at.selectbox(key="sched_fashion-cnn").value == "constant"
+    assert at.number_input(key="smooth_fashion-cnn").value == 0.0
