@@ -377,13 +377,14 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "fast", "Fast CNN (ours, default for small images)", "ConvNet Studio", build_fast,
             learning_rate=5e-3, epochs=3, batch_size=128, lr_schedule="one-cycle", label_smoothing=0.1,
-            notes="one-cycle to 5e-3, label smoothing 0.1: 91% test on full Fashion-MNIST in 3 epochs on 2 CPU cores",
+            notes="one-cycle to 5e-3, label smoothing 0.1: 91.1% test on full Fashion-MNIST in 3 epochs on 2 CPU cores",
         ),
         Preset(
             "small-best", "Best small CNN (ours, < 100k params)", "ConvNet Studio", build_small_best,
             learning_rate=5e-3, epochs=6, batch_size=128, lr_schedule="one-cycle", label_smoothing=0.1,
             min_image_size=4,
-            notes="3x2 batch-normalised convs + global pooling, flip and ±2 px shifts; 73k params at 28x28x1",
+            notes="3x2 batch-normalised convs + global pooling, flip and ±2 px shifts; 73k params at 28x28x1; "
+            "91.75% test on full Fashion-MNIST in 6 epochs",
         ),
         Preset(
             "jedi-sith-binary", "Jedi vs Sith binary CNN", "jedi_sith_binary", build_jedi_sith_binary,
