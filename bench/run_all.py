@@ -29,6 +29,7 @@ if __name__ == "__main__":
         "bench_sweep.py",
         "bench_improve.py",
         "bench_audit.py",
+        "bench_recipe.py",
     ):
         print(f"\n######## {script}", flush=True)
         if subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], cwd=HERE.parent).returncode:

@@ -61,7 +61,7 @@ def _request(args):
         image_size=tuple(args.image_size) if args.image_size else None, channels=args.channels,
         class_weights=args.class_weights, early_stopping=args.early_stopping, restore_best=not args.no_restore_best,
         target_accuracy=args.target_accuracy, weights=args.weights, limit=args.limit, strategy=args.strategy or "default",
-        pinned=args.pin,
+        pinned=args.pin, lr_schedule=args.lr_schedule, label_smoothing=args.label_smoothing,
     )  # fmt: skip
 
 
@@ -504,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--optimizer", choices=options.OPTIMIZERS)
     p.add_argument("--lr", type=float)
+    p.add_argument("--lr-schedule", choices=options.LR_SCHEDULES,
+                   help="default: the preset's recipe (one-cycle peaks at --lr)")  # fmt: skip
+    p.add_argument("--label-smoothing", type=float, metavar="S", help="0..0.5; default: the preset's recipe")
     p.add_argument("--seed", type=int, default=options.DEFAULT_SEED)
     p.add_argument("--val-split", type=float, default=options.DEFAULT_VAL_SPLIT)
     p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))

@@ -45,3 +45,5 @@ SWEEP_ALIASES = {"lr": "learning_rate", "batch": "batch_size", "epoch": "epochs"
 SWEEP_MODES = ("grid", "random")
 MAX_SWEEP_TRIALS = 100
 DEFAULT_AUDIT_FOLDS = 3  # cross-validation folds of `python -m core audit` and the Improve page
+LR_SCHEDULES = ("constant", "one-cycle")  # one-cycle: linear warm-up to the rate, then half-cosine decay
+MAX_LABEL_SMOOTHING = 0.5  # beyond this the targets say little about the true class

@@ -119,6 +119,10 @@ def form(dataset: str) -> TrainRequest | None:
         weights = _kept(
             c[3].text_input, "Transfer weights: imagenet, random or a file path", "weights", "imagenet"
         )
+        schedule = _kept_select(c[0], "Learning-rate schedule", list(options.LR_SCHEDULES), f"sched_{preset}",
+                                p.lr_schedule, help="one-cycle: warm up to the learning rate, then cosine down")  # fmt: skip
+        smoothing = _kept(c[1].number_input, "Label smoothing", f"smooth_{preset}", p.label_smoothing,
+                          min_value=0.0, max_value=options.MAX_LABEL_SMOOTHING, step=0.05)  # fmt: skip
         pins = _pinned(dataset, float(val_split), int(seed))
     try:
         image_size = _image_size(size)
@@ -129,6 +133,7 @@ def form(dataset: str) -> TrainRequest | None:
         dataset=dataset, preset=preset, epochs=int(epochs), batch_size=int(batch), optimizer=opt, learning_rate=lr,
         seed=int(seed), val_split=val_split, image_size=image_size, early_stopping=int(patience),
         restore_best=restore, target_accuracy=target or None, weights=weights.strip() or "imagenet",
-        class_weights=None if cw == "preset default" else cw, pinned=pins,
+        class_weights=None if cw == "preset default" else cw, pinned=pins, lr_schedule=schedule,
+        label_smoothing=float(smoothing),
         builder=dict(zip(architectures.BuilderSpec.__dataclass_fields__, builder, strict=True)) if builder else None,
     )  # fmt: skip

@@ -38,8 +38,10 @@ def _noisy_dataset(name: str, per_class: int = 15, signal: int = 60, seed: int =
 
 def _train(learning_rate: float | None = None, **kw) -> runs.Run:
     """A real run; a learning rate beyond what `resolve` accepts (> 10) is written into config.json directly,
-    as a run made by an older version or edited by hand would have it."""
-    config = trainer.resolve(trainer.TrainRequest(**{"batch_size": 8, **kw}))
+    as a run made by an older version or edited by hand would have it. A constant rate and hard labels (not
+    `fast`'s one-cycle recipe), so the rate a test gives is the rate every batch trains at."""
+    recipe = {"lr_schedule": "constant", "label_smoothing": 0.0}
+    config = trainer.resolve(trainer.TrainRequest(**{"batch_size": 8, **recipe, **kw}))
     if learning_rate is not None:
         config = config.replace(learning_rate=learning_rate)
     run = runs.create_run(config)

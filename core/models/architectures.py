@@ -47,6 +47,9 @@ class Preset:
     class_weights: str = "none"  # none | notebook | balanced
     transfer: str | None = None  # "mobilenet_v2" | "xception": needs ImageNet weights
     min_image_size: int = 8
+    # the training recipe a preset carries (ours only; the notebooks trained at a constant rate, hard labels)
+    lr_schedule: str = "constant"
+    label_smoothing: float = 0.0
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -304,6 +307,28 @@ def build_fast(input_shape: Shape, num_classes: int, **_) -> keras.Model:
     return keras.Model(inputs, _head(x, num_classes, "softmax"), name="fast")
 
 
+def build_small_best(input_shape: Shape, num_classes: int, **_) -> keras.Model:
+    """Our best model under 100k parameters for small grey images: three blocks of two batch-normalised 3x3 convs
+    (16, 32, 64 filters), max-pooled between blocks, global average pooling and the head (73,114 params at
+    28x28x1). Training-time augmentation suits clothes and most small objects: a left-right flip and a shift of at
+    most 2 px (7%), both inactive at inference. Batch norm with momentum 0.9 (Keras' default 0.99 lags in runs
+    of a few thousand steps) and no conv bias (the norm's offset replaces it)."""
+    inputs = keras.Input(input_shape)
+    x = layers.RandomFlip("horizontal", name="random_flip")(inputs)
+    shift = 2.0 / max(min(input_shape[0], input_shape[1]), 2)
+    x = layers.RandomTranslation(shift, shift, fill_mode="constant", name="random_shift")(x)
+    x = layers.Rescaling(1.0 / 255, name="rescaling")(x)
+    for i, filters in enumerate((16, 32, 64)):
+        for j in range(2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv2d_{i}_{j}")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"bn_{i}_{j}")(x)
+            x = layers.ReLU(name=f"relu_{i}_{j}")(x)
+        if i < 2:
+            x = layers.MaxPooling2D(2, name=f"pool_{i}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, _head(x, num_classes, "softmax"), name="small_best")
+
+
 @dataclass(frozen=True)
 class BuilderSpec:
     """The small builder: stacked conv blocks, each Conv2D -> MaxPool, then dense units."""
@@ -351,8 +376,15 @@ PRESETS: dict[str, Preset] = {
     for p in [
         Preset(
             "fast", "Fast CNN (ours, default for small images)", "ConvNet Studio", build_fast,
-            learning_rate=2e-3, epochs=10, batch_size=128,
-            notes="≥90% test accuracy on full Fashion-MNIST in 4-5 epochs (under a minute) on 2 CPU cores",
+            learning_rate=5e-3, epochs=3, batch_size=128, lr_schedule="one-cycle", label_smoothing=0.1,
+            notes="one-cycle to 5e-3, label smoothing 0.1: 91.1% test on full Fashion-MNIST in 3 epochs on 2 CPU cores",
+        ),
+        Preset(
+            "small-best", "Best small CNN (ours, < 100k params)", "ConvNet Studio", build_small_best,
+            learning_rate=5e-3, epochs=6, batch_size=128, lr_schedule="one-cycle", label_smoothing=0.1,
+            min_image_size=4,
+            notes="3x2 batch-normalised convs + global pooling, flip and ±2 px shifts; 73k params at 28x28x1; "
+            "91.75% test on full Fashion-MNIST in 6 epochs",
         ),
         Preset(
             "jedi-sith-binary", "Jedi vs Sith binary CNN", "jedi_sith_binary", build_jedi_sith_binary,
@@ -479,7 +511,7 @@ def _custom_min_side(spec: BuilderSpec) -> int:
 # The smallest side each fixed preset builds at, as `computed_min_side` finds it (a test keeps them equal): a
 # table, so checking a request needs no TensorFlow (building the model to find out cost ~1 s per run).
 MIN_IMAGE_SIDE = {
-    "fast": 4, "jedi-sith-binary": 94, "jedi-sith-ternary": 94, "mnist-lab": 16, "cats-dogs-1": 10,
+    "fast": 4, "small-best": 4, "jedi-sith-binary": 94, "jedi-sith-ternary": 94, "mnist-lab": 16, "cats-dogs-1": 10,
     "cats-dogs-2": 10, "cats-dogs-3": 22, "fashion-dense": 1, "fashion-conv64": 4, "fashion-cnn": 18,
     "horses-humans": 22,
 }  # fmt: skip
@@ -526,22 +558,32 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     return table[name](learning_rate=learning_rate)
 
 
-def loss_for(kind: str, label_mode: str) -> keras.losses.Loss:
-    """The notebook's loss for this head: binary CE, sparse/categorical CE, from logits where the head is linear."""
+def loss_for(kind: str, label_mode: str, label_smoothing: float = 0.0) -> keras.losses.Loss:
+    """The notebook's loss for this head: binary CE, sparse/categorical CE, from logits where the head is linear.
+
+    Label smoothing needs one-hot targets (Keras' sparse loss has none), so a run with smoothing trains with
+    label_mode "categorical" (see `trainer.resolve`)."""
     if kind == "sigmoid":
-        return keras.losses.BinaryCrossentropy()
+        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
     from_logits = kind == "logits"
     if label_mode == "categorical":
-        return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
+        return keras.losses.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing)
+    if label_smoothing:
+        raise UserError("label smoothing needs one-hot (categorical) labels")
     return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
 
 
 def compile_model(
-    model: keras.Model, kind: str, label_mode: str, optimizer: str, learning_rate: float
+    model: keras.Model,
+    kind: str,
+    label_mode: str,
+    optimizer: str,
+    learning_rate: float,
+    label_smoothing: float = 0.0,
 ) -> None:
     model.compile(
         optimizer=make_optimizer(optimizer, learning_rate),
-        loss=loss_for(kind, label_mode),
+        loss=loss_for(kind, label_mode, label_smoothing),
         metrics=["accuracy"],
     )
 

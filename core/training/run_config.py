@@ -17,6 +17,9 @@ from core import options
 PREPROCESSING = "float32 raw pixels 0..255, resized (bilinear) to input_shape; scaling is inside the model"
 
 
+RECIPE_DEFAULTS: dict[str, Any] = {"lr_schedule": "constant", "label_smoothing": 0.0}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     dataset: str = ""
@@ -38,6 +41,8 @@ class RunConfig:
     weights: str | None = None  # transfer presets: "imagenet", a weights file, or None (random)
     builder: dict[str, Any] | None = None  # the small builder's numbers (preset "custom")
     limit: int | None = None  # at most this many images per split
+    lr_schedule: str = "constant"  # options.LR_SCHEDULES; runs from before schedules were constant
+    label_smoothing: float = 0.0  # targets (1 - s) on the class, s spread over all classes
     strategy: str = "default"
     pinned: list[str] | None = None  # time-lapse images (validation split); None = one per class, [] = none
     dataset_title: str = ""
@@ -65,6 +70,12 @@ class RunConfig:
             del out["dataset_fingerprint"]
         if not self.sweep:  # likewise: only a sweep's trials say so
             del out["sweep"], out["sweep_trial"]
+        for name in (
+            "lr_schedule",
+            "label_smoothing",
+        ):  # the recipe's defaults: old configs read back unchanged
+            if out[name] == RECIPE_DEFAULTS[name]:
+                del out[name]
         return {**self.extra, **out}
 
     @classmethod
@@ -104,6 +115,13 @@ class RunConfig:
             values["dataset_fingerprint"], str
         ):
             raise ValueError("dataset_fingerprint must be a string")
+        if "lr_schedule" in values and not isinstance(values["lr_schedule"], str):
+            raise ValueError("lr_schedule must be a string")
+        if "label_smoothing" in values:
+            smoothing = values["label_smoothing"]
+            if isinstance(smoothing, bool) or not isinstance(smoothing, int | float):
+                raise ValueError("label_smoothing must be a number")
+            values["label_smoothing"] = float(smoothing)
         return cls(**values, extra=extra)
 
     def replace(self, **changes: Any) -> RunConfig:

@@ -53,6 +53,8 @@ class TrainRequest:
     limit: int | None = None  # cap on images per split (quick experiments, tests)
     strategy: str = "default"
     pinned: list[str] | None = None  # time-lapse images of the validation split; None: one per class
+    lr_schedule: str | None = None  # options.LR_SCHEDULES; None: the preset's recipe
+    label_smoothing: float | None = None  # 0..options.MAX_LABEL_SMOOTHING; None: the preset's recipe
 
 
 def _image_size(req: TrainRequest, preset, dataset_hw: tuple[int, int]) -> tuple[int, int]:
@@ -127,7 +129,13 @@ def resolve(req: TrainRequest) -> RunConfig:
     )
     optimizer = (req.optimizer if req.optimizer is not None else preset.optimizer).lower()
     cw = req.class_weights if req.class_weights is not None else preset.class_weights
+    schedule = req.lr_schedule if req.lr_schedule is not None else preset.lr_schedule
+    smoothing = v.check_float(
+        req.label_smoothing if req.label_smoothing is not None else preset.label_smoothing,
+        "label smoothing", 0.0, options.MAX_LABEL_SMOOTHING, lo_open=False, hi_open=False,
+    )  # fmt: skip
     checks = [
+        (schedule in options.LR_SCHEDULES, f"lr schedule must be one of {', '.join(options.LR_SCHEDULES)}"),
         (channels in options.CHANNELS, "channels must be 1 or 3"),
         (optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (cw in CLASS_WEIGHT_METHODS, f"class weights must be one of {', '.join(CLASS_WEIGHT_METHODS)}"),
@@ -142,6 +150,8 @@ def resolve(req: TrainRequest) -> RunConfig:
     pinned = check_pinned(info, req.pinned, val_split, seed)
     num_classes = len(info.class_names)
     kind = architectures.output_kind(req.preset, num_classes)
+    # Keras' sparse loss cannot smooth labels: a softmax/logits run with smoothing trains on one-hot targets
+    label_mode = "categorical" if smoothing and kind != "sigmoid" else preset.label_mode
     return RunConfig(
         dataset=req.dataset,
         dataset_title=info.title,
@@ -150,7 +160,7 @@ def resolve(req: TrainRequest) -> RunConfig:
         class_names=list(info.class_names),
         input_shape=(int(h), int(w), int(channels)),
         output_kind=kind,
-        label_mode=preset.label_mode,
+        label_mode=label_mode,
         epochs=int(epochs),
         batch_size=int(batch_size),
         optimizer=optimizer,
@@ -166,6 +176,8 @@ def resolve(req: TrainRequest) -> RunConfig:
         limit=limit,
         strategy=req.strategy,
         pinned=pinned,
+        lr_schedule=schedule,
+        label_smoothing=float(smoothing),
     )
 
 
@@ -369,7 +381,7 @@ def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | Non
         with strategy.scope():
             model = build_for_config(cfg)
             architectures.compile_model(model, cfg.output_kind, cfg.label_mode, cfg.optimizer,
-                                        cfg.learning_rate)  # fmt: skip
+                                        cfg.learning_rate, cfg.label_smoothing)  # fmt: skip
         rescaled = _has_rescaling(model)
         train_ds = streaming.make_dataset(train, cfg.batch_size, shuffle=True, seed=cfg.seed, num_classes=k,
                                           label_mode=cfg.label_mode)  # fmt: skip
@@ -384,7 +396,10 @@ def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | Non
         writer = ProgressWriter(
             out, echo=echo if is_chief else None, save_each_epoch=True, meta=cfg.to_dict()
         )
-        callbacks: list = [health, stopper, *_recorders(cfg, out, train, val, is_chief), writer]
+        from core.training.schedules import schedule_callbacks
+
+        callbacks: list = [*schedule_callbacks(cfg.lr_schedule, cfg.learning_rate), health, stopper,
+                           *_recorders(cfg, out, train, val, is_chief), writer]  # fmt: skip
         monitor = "val_loss" if val_ds is not None else "loss"
         if cfg.early_stopping:
             # with validation, TrainingHealth keeps the best epoch by val_accuracy, early stopping or not
