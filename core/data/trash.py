@@ -39,6 +39,15 @@ def trash_dir(root: Path) -> Path:
     return Path(root) / TRASH_DIR
 
 
+def _open_trash(root: Path) -> Path:
+    """root/.trash, created when missing; never a link (the app moves nothing into a place it did not make)."""
+    trash = trash_dir(root)
+    if trash.is_symlink():
+        raise UserError(f"{trash} is a link; refusing to move anything into it")
+    trash.mkdir(exist_ok=True)
+    return trash
+
+
 def _safe_name(name: str) -> bool:
     return bool(_ENTRY_RE.match(name or "")) and name not in (".", "..")
 
@@ -70,10 +79,7 @@ def move_to_trash(path: Path, root: Path) -> str:
         raise UserError(f"{name} is a link; the app only moves folders it created")
     if not path.is_dir():
         raise UserError(f"{name} does not exist (already deleted?)")
-    trash = trash_dir(root)
-    if trash.is_symlink():
-        raise UserError(f"{trash} is a link; refusing to move anything into it")
-    trash.mkdir(exist_ok=True)
+    trash = _open_trash(root)
     entry = _reserve(trash, name, {"original": name, "deleted_at": time.time()})
     try:
         if os.path.lexists(trash / entry):  # appeared since the reservation: never replace it
@@ -137,10 +143,7 @@ def move_items_to_trash(root: Path, rel_paths: list[str], label: str) -> str:
             raise UserError(f"{rel} is a link; the app only moves files it keeps")
         if not p.exists():
             raise UserError(f"{rel} does not exist (already deleted?)")
-    trash = trash_dir(root)
-    if trash.is_symlink():
-        raise UserError(f"{trash} is a link; refusing to move anything into it")
-    trash.mkdir(exist_ok=True)
+    trash = _open_trash(root)
     entry = _reserve(trash, label, {"original": label, "deleted_at": time.time(), "paths": list(rel_paths)})
     holder = trash / entry
     try:
