@@ -103,8 +103,12 @@ def test_projector_image_on_hover(trained_server, page):
     """Evaluate's projector with "Image on hover": hovering a point shows that image in the tooltip."""
     page.goto(f"{trained_server.url}/evaluate")
     expect(page.get_by_role("heading", name="Embedding projector")).to_be_visible(timeout=180_000)
+    # the toggle first, and its rerun done, before the button: a click during a rerun can supersede the
+    # button's one-rerun press, and the projection would never be computed
+    page.get_by_text("Image on hover", exact=True).click()
+    expect(page.get_by_role("switch", name="Image on hover")).to_be_checked()
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)
     page.get_by_role("button", name="Compute PCA 2-D").click()
-    page.get_by_text("Image on hover", exact=True).click()  # the toggle
     chart = page.get_by_test_id("stVegaLiteChart")
     expect(chart).to_be_visible(timeout=60_000)
     chart.scroll_into_view_if_needed()
