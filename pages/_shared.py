@@ -86,8 +86,11 @@ def _picked_run() -> None:
 
 
 def use_run(run_id: str) -> None:
-    """Make a run active from a button (a callback, so it runs before the sidebar widget is drawn)."""
+    """Make a run active from a button (a callback, so it runs before the sidebar widget is drawn). Also kept as
+    pending: a button inside a fragment reruns only the fragment, so the browser still holds the sidebar's old
+    value and sends it back with the next full rerun; the pending choice wins over that stale value."""
     st.session_state.active_run = run_id
+    st.session_state.pending_run = run_id
     _picked_run()
 
 
@@ -104,7 +107,10 @@ def _active_run_picker() -> None:
         st.caption("No trained model yet: train one on the Train page.")
         return
     following = st.session_state.get("follow_run")
-    if following in ids:  # the run just started has saved a model (after its first epoch) or has finished
+    pending = st.session_state.pop("pending_run", None)
+    if pending in ids:
+        st.session_state.active_run = pending
+    elif following in ids:  # the run just started has saved a model (after its first epoch) or has finished
         st.session_state.active_run = following
     elif st.session_state.get("active_run") not in ids:
         st.session_state.active_run = ids[0]
