@@ -18,6 +18,7 @@ if __name__ == "__main__":
         "bench_distribute.py",
         "bench_decode_cache.py",
         "bench_seed_baseline.py",
+        "bench_warm_start.py",
         "bench_timelapse.py",
         "bench_filters.py",
         "bench_projector.py",

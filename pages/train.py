@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.errors import UserError
 from core.models import architectures
-from core.training import jobs, progress, runs
+from core.training import jobs, progress, runs, spare
 from core.training.trainer import resolve
 from pages import _runs_view, _shared, _train_dynamics, _train_form, _train_lr_finder
 
@@ -93,6 +93,8 @@ def main() -> None:
     _train_dynamics.render()
     _runs_view.render()
     _runs_view.export_active()
+    # a spare job process imports TensorFlow while the form is filled in, so Train starts in seconds
+    spare.ensure(busy=any(r.state in runs.ACTIVE_STATES for r in jobs.list_runs()))
 
 
 main()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# no warm spare training processes (core.training.spare) unless a test asks for one: each is a TensorFlow process
+os.environ.setdefault("CONVNET_WARM_START", "0")
 
 import pytest  # noqa: E402
 

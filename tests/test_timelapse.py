@@ -188,8 +188,38 @@ def test_a_run_deleted_mid_training_ends_recording_quietly_and_no_pins_record_no
     model.fit(x, y, epochs=3, batch_size=4, verbose=0,
               callbacks=[_DeleteAfterFirstEpoch(run_dir), tl, dyn, nothing])  # fmt: skip
     assert not run_dir.exists()  # never recreated
-    assert tl.gone and dyn.gone and tl.epochs == [0]  # the frame before training, written before the delete
+    assert tl.gone and dyn.gone and tl.epochs == []  # frame 0 is drawn when epoch 1 ends: after the delete
     assert list(other.iterdir()) == [] and nothing.epochs == []
+
+
+class _Weights(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[list[np.ndarray]] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(self.model.get_weights())
+
+
+def test_frame_zero_shows_the_untrained_model_and_training_keeps_its_weights(tmp_path):
+    """Frame 0 is drawn when epoch 1 ends (not before the first batch), from the weights training started with."""
+    keras.utils.set_random_seed(1)
+    x = np.random.default_rng(1).uniform(0, 255, (12, 16, 16, 1)).astype(np.float32)
+    y = np.arange(12) % 3
+    inputs = keras.Input((16, 16, 1))
+    h = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(keras.layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(h)))
+    model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
+    pins = [pinned.Pin(f"#{i}", int(y[i]), x[i].astype(np.uint8)) for i in range(3)]
+    before = model.predict(np.stack([p.image for p in pins]).astype(np.float32), verbose=0)
+    tl, ahead, after = TimeLapse(tmp_path, pins, ["a", "b", "c"], "softmax"), _Weights(), _Weights()
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[ahead, tl, after])
+    assert tl.epochs == [0, 1, 2]
+    zero, one = recordings.read_frame(tmp_path, 0, 1), recordings.read_frame(tmp_path, 1, 1)
+    np.testing.assert_allclose(zero.probs, before, atol=1e-5)
+    assert np.abs(one.probs - before).max() > 1e-3, "frame 1 should show the trained model"
+    for a, b in zip(ahead.seen[0], after.seen[0], strict=True):
+        np.testing.assert_array_equal(a, b)  # drawing frame 0 put the trained weights back
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ import psutil
 from core import atomic
 from core.errors import UserError
 from core.paths import REPO_ROOT
-from core.training import runs
+from core.training import runs, spare
 from core.training.runs import process_start_time
 
 if TYPE_CHECKING:  # core.training.trainer imports Keras; listing and stopping runs must not wait for it
@@ -32,21 +32,26 @@ def launch(run: runs.Run, env_extra: dict[str, str] | None = None, **status: Any
     with the pid in the same write).
 
     The run stays queued: the job itself takes the run's lock and marks it running (core.training.trainer.train_run).
+    A ready warm spare (core.training.spare) takes the run when there is one: TensorFlow is already started there.
     """
     current = runs.get_run(run.run_id)
     if current.state != "queued" or is_alive(current.status):
         raise UserError(f"run {run.run_id} is already {current.state}; start a new run")
+    if not env_extra and run.config.strategy == "default":
+        marked: dict[str, Any] = {}
+
+        def mark(**proc: Any) -> None:
+            marked.update(
+                runs.update_status(run.path, launched=time.time(), warm_start=True, **proc, **status)
+            )
+
+        if spare.claim(run.run_id, mark):
+            return runs.Run(run.run_id, run.path, run.config, marked)
     log = open(run.path / "job.log", "ab")
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        **(env_extra or {}),
-    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "core", "train", "--run", run.run_id],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,
+        cwd=REPO_ROOT, env={**spare.job_env(), **(env_extra or {})}, stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     log.close()
     status = runs.update_status(

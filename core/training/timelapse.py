@@ -186,6 +186,7 @@ class TimeLapse(keras.callbacks.Callback):
         self.seconds: list[float] = []  # what each epoch's frame cost the training thread
         self.sizes: list[int] = []
         self._maker: FrameMaker | None = None
+        self._initial: list | None = None
         self._writes = recordings.QueuedWrites("time-lapse")
         if not self.pins:
             return
@@ -205,12 +206,29 @@ class TimeLapse(keras.callbacks.Callback):
         self._writes.submit(
             lambda: atomic.write_bytes(folder / recordings.PINNED_FILE, pinned, make_parents=False)
         )
-        self._record(0, time.perf_counter() - t0)
+        # frame 0 is drawn from these weights when epoch 1 ends: drawing it here (tracing the side model) held the
+        # first batch back by 1-1.5 s
+        self._initial = self.model.get_weights()
+        self._setup_s = time.perf_counter() - t0
+
+    def _record_initial(self) -> None:
+        if self._initial is None:
+            return
+        t0 = time.perf_counter()
+        now = self.model.get_weights()
+        self.model.set_weights(self._initial)
+        try:
+            self._record(0, self._setup_s + 2 * (time.perf_counter() - t0))
+        finally:
+            self.model.set_weights(now)
+            self._initial = None
 
     def on_epoch_end(self, epoch, logs=None):
+        self._record_initial()
         self._record(epoch + 1)
 
     def on_train_end(self, logs=None):
+        self._record_initial()  # stopped before an epoch ended
         self._writes.close()
 
     @property

@@ -1,0 +1,119 @@
+"""The warm spare training process: a run handed to it trains to completion in it, claims are exclusive, spares of
+other settings are never used, and a spare leaves when its launcher is gone."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import psutil
+import pytest
+
+from core import atomic
+from core.training import jobs, runs, spare, trainer
+from core.training.runs import process_start_time
+from tests.helpers import make_dataset, wait_for
+
+
+@pytest.fixture
+def warm(monkeypatch):
+    monkeypatch.setenv(spare.SWITCH_ENV, "1")
+    monkeypatch.setenv(spare.IDLE_ENV, "120")
+    yield
+    for home, _phase, _info in spare.spares():
+        (home / "leave").touch()
+
+
+def _fake_spare(name: str, key: str, phase_file: str = "ready.json", pid: int | None = None):
+    home = spare.spare_root() / name
+    home.mkdir(parents=True)
+    pid = os.getpid() if pid is None else pid
+    atomic.write_json(home / phase_file, {"pid": pid, "pid_start": process_start_time(pid), "key": key})
+    return home
+
+
+def test_a_run_handed_to_the_spare_trains_there_and_a_new_spare_follows(warm):
+    name = make_dataset(per_class=8)
+    assert spare.ensure()
+    assert wait_for(lambda: [p for _h, p, _i in spare.spares()] == ["ready"], timeout=120), spare.spares()
+    ((home, _phase, info),) = spare.spares()
+    run = trainer.start_run(trainer.TrainRequest(dataset=name, preset="fast", epochs=1, batch_size=8))
+    t = time.time()
+    launched = jobs.launch(run)
+    assert launched.status["warm_start"] is True and launched.status["pid"] == info["pid"]
+    done = jobs.wait(run.run_id, timeout_s=120)
+    assert done.state == "completed", done.status
+    assert done.status["pid"] == info["pid"]
+    assert (done.path / "model.keras").is_file()
+    assert "completed" in (done.path / "job.log").read_text()
+    epochs, _ = runs.read_progress(done.path)
+    assert epochs and epochs[0]["t"] - t < 60
+    assert wait_for(lambda: not home.exists(), timeout=10), "the spare's folder stays after it became a job"
+    assert wait_for(
+        lambda: not psutil.pid_exists(info["pid"]) or psutil.Process(info["pid"]).status() == "zombie", 20
+    )
+    assert not spare.ensure(busy=True), "no new spare while a run trains"
+    assert spare.ensure() and [p for _h, p, _i in spare.spares()] == ["warming"]
+    (new_home, _p, new_info) = spare.spares()[0]
+    (new_home / "leave").touch()
+    assert wait_for(lambda: not new_home.exists(), timeout=120), "a spare asked to leave stays"
+
+
+def test_a_claim_is_exclusive_and_records_the_process_before_the_job(warm):
+    home = _fake_spare("a", spare.settings_key())
+    order = []
+
+    def mark(**proc):
+        order.append(("status", proc["pid"], (home / "job.json").exists()))
+
+    assert spare.claim("run-1", mark)["pid"] == os.getpid()
+    assert order == [("status", os.getpid(), False)], "the job was handed over before its pid was recorded"
+    assert atomic.read_json(home / "job.json", None) == {"run_id": "run-1"}
+    assert spare.claim("run-2", mark) is None, "one spare was given two runs"
+
+
+def test_spares_of_other_settings_or_dead_ones_are_never_used(warm, monkeypatch):
+    other = _fake_spare("other", "not-these-settings")
+    dead = _fake_spare("dead", spare.settings_key(), pid=_dead_pid())
+    assert spare.claim("run-1", lambda **_: pytest.fail("claimed a spare it must not use")) is None
+    assert spare.ensure(busy=True) is False
+    assert (other / "leave").exists(), "a spare of other settings was not asked to leave"
+    assert not dead.exists(), "a dead spare's folder was kept"
+    monkeypatch.setenv("CONVNET_DATA_DIR", str(spare.spare_root() / "elsewhere"))
+    assert spare.settings_key() != atomic.read_json(other / "ready.json", {})["key"]
+
+
+def test_a_spare_that_died_warming_up_is_not_respawned_at_once(warm):
+    home = _fake_spare("broken", spare.settings_key(), "spawn.json", pid=_dead_pid())
+    assert spare.ensure() is False
+    assert not home.exists()
+    assert spare.spares() == [], "respawned right after a failed start"
+
+
+def test_a_spare_leaves_when_its_launcher_is_gone_or_it_is_asked(tmp_path):
+    home = tmp_path / "s"
+    home.mkdir()
+    atomic.write_json(home / "ready.json", {"pid": os.getpid()})
+    t = time.time()
+    assert spare.wait_for_job(home, _dead_pid(), None, idle_s=60) is None
+    assert time.time() - t < 3 and (home / "closing.json").exists()
+    atomic.write_json(home / "ready.json", {"pid": os.getpid()})
+    (home / "leave").touch()
+    assert spare.wait_for_job(home, os.getpid(), process_start_time(os.getpid()), idle_s=60) is None
+    (home / "leave").unlink()
+    atomic.write_json(home / "job.json", {"run_id": "r1"})
+    assert spare.wait_for_job(home, os.getpid(), process_start_time(os.getpid()), idle_s=60) == "r1"
+
+
+def test_switched_off_nothing_is_started(monkeypatch):
+    monkeypatch.setenv(spare.SWITCH_ENV, "0")
+    assert spare.ensure() is False
+    assert spare.claim("r", lambda **_: None) is None
+    assert not spare.spare_root().exists()
+
+
+def _dead_pid() -> int:
+    proc = psutil.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
