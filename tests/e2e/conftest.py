@@ -52,8 +52,9 @@ def free_port() -> int:
 class AppServer:
     """`streamlit run app.py` as a user starts it, with its own data and runs folders."""
 
-    def __init__(self, runs_dir: Path, data_dir: Path) -> None:
+    def __init__(self, runs_dir: Path, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.runs_dir, self.data_dir = runs_dir, data_dir
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -61,7 +62,7 @@ class AppServer:
 
     def start(self, timeout: float = 120) -> AppServer:
         env = {**os.environ, "CONVNET_RUNS_DIR": str(self.runs_dir), "CONVNET_DATA_DIR": str(self.data_dir),
-               "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
+               "TF_CPP_MIN_LOG_LEVEL": "2", **self.env}  # fmt: skip
         cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                "--server.port", str(self.port), "--server.address", "127.0.0.1",
                "--browser.gatherUsageStats", "false"]  # fmt: skip

@@ -1,18 +1,34 @@
 """In a real browser: train the default preset for one epoch on the embedded dataset, see the curve and 'completed';
-the sidebar follows the new run, and the form keeps its settings across a visit to another page."""
+the run is handed to the warm spare process the Train page keeps (warm start on, as for a user); the sidebar
+follows the new run, and the form keeps its settings across a visit to another page."""
 
+import json
 import re
 
+import pytest
 from playwright.sync_api import expect
 
 from core.training.runs import default_name
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import AppServer, screenshot
+from tests.helpers import wait_for
+
+
+@pytest.fixture(scope="module")
+def app_server(chromium_path, tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e-train")
+    (root / "runs").mkdir()
+    (root / "data").mkdir()
+    server = AppServer(root / "runs", root / "data", env={"CONVNET_WARM_START": "1"}).start()
+    yield server
+    server.stop()
 
 
 def test_train_one_epoch_from_the_browser(app_server, page):
     page.goto(f"{app_server.url}/train")
     expect(page.get_by_role("heading", name="Train")).to_be_visible(timeout=90_000)
     expect(page.get_by_text("Model summary").first).to_be_visible(timeout=60_000)
+    spare_ready = lambda: any((app_server.runs_dir / ".spare").glob("*/ready.json"))  # noqa: E731
+    assert wait_for(spare_ready, timeout=120), "the Train page started no warm spare"
     epochs = page.get_by_label("Epochs")
     epochs.fill("1")
     epochs.press("Enter")
@@ -24,6 +40,7 @@ def test_train_one_epoch_from_the_browser(app_server, page):
     assert "accuracy" in curves.inner_text() and "loss" in curves.inner_text()
     run_dirs = [p for p in app_server.runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(run_dirs) == 1 and (run_dirs[0] / "model.keras").is_file()
+    assert json.loads((run_dirs[0] / "status.json").read_text()).get("warm_start") is True
     # a refresh finds the same run again from disk (the URL carries it)
     page.reload()
     expect(page.get_by_text(run_dirs[0].name).first).to_be_visible(timeout=90_000)
