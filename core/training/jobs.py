@@ -14,8 +14,6 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
 from core import atomic
 from core.errors import UserError
 from core.paths import REPO_ROOT
@@ -79,20 +77,7 @@ def is_alive(status: dict) -> bool:
     for child in list(_children.values()):
         if child.pid == pid:
             child.poll()  # reap our own finished children
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        started = proc.create_time()
-    except (psutil.Error, OSError, ValueError, OverflowError):
-        return False
-    want = status.get("pid_start")
-    if want is None:
-        return True
-    return isinstance(want, int | float) and abs(float(want) - started) < START_TOLERANCE_S
-
-
-START_TOLERANCE_S = 0.05  # create_time is recomputed from the same clock each call; a reused pid starts later
+    return runs.process_matches(pid, status.get("pid_start"), strict=False)
 
 
 def refresh(run: runs.Run, grace_s: float = 20.0) -> runs.Run:

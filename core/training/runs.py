@@ -330,6 +330,26 @@ def process_start_time(pid: int) -> float | None:
         return None
 
 
+START_TOLERANCE_S = 0.05  # create_time is recomputed from the same clock each call; a reused pid starts later
+
+
+def process_matches(pid: int, pid_start: float | None, *, strict: bool = True) -> bool:
+    """The process exists, is not a zombie, and started at `pid_start` (never a reused pid). Without a recorded
+    start, `strict` says no; otherwise the pid alone decides."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started = proc.create_time()
+    except (psutil.Error, OSError, ValueError, OverflowError):
+        return False
+    if pid_start is None:
+        return not strict
+    return isinstance(pid_start, int | float) and abs(float(pid_start) - started) < START_TOLERANCE_S
+
+
 def duration(status: dict) -> float | None:
     start = status.get("started")
     if not start:

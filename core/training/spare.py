@@ -26,10 +26,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from core import atomic
 from core.paths import REPO_ROOT, runs_dir
+from core.training import runs
 from core.training.runs import process_start_time
 
 SWITCH_ENV = "CONVNET_WARM_START"
@@ -83,15 +82,7 @@ def _alive(info: dict | None) -> bool:
             _spawned.remove(proc)  # reap our own finished spares
     if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
         return False
-    try:
-        proc = psutil.Process(info["pid"])
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        started = proc.create_time()
-    except (psutil.Error, OSError, ValueError, OverflowError):
-        return False
-    want = info.get("pid_start")
-    return isinstance(want, int | float) and abs(float(want) - started) < 0.05
+    return runs.process_matches(info["pid"], info.get("pid_start"))
 
 
 def _info(home: Path) -> tuple[str, dict | None]:
@@ -226,7 +217,7 @@ def warm_up() -> None:
 
 
 def _parent_alive(pid: int, started: float | None) -> bool:
-    return _alive({"pid": pid, "pid_start": started}) if started is not None else psutil.pid_exists(pid)
+    return runs.process_matches(pid, started, strict=False)
 
 
 def wait_for_job(home: Path, parent: int, parent_start: float | None, idle_s: float) -> str | None:
