@@ -171,18 +171,23 @@ class _DeleteAfterFirstEpoch(keras.callbacks.Callback):
             shutil.rmtree(self.run_dir)
 
 
-def test_a_run_deleted_mid_training_ends_recording_quietly_and_no_pins_record_nothing(tmp_path):
-    run_dir, other = tmp_path / "run", tmp_path / "other"
-    run_dir.mkdir()
-    other.mkdir()
-    keras.utils.set_random_seed(0)
-    x = np.random.default_rng(0).uniform(0, 255, (12, 16, 16, 1)).astype(np.float32)
+def _tiny_model(seed: int, optimizer) -> tuple[keras.Model, np.ndarray, np.ndarray, list[pinned.Pin]]:
+    """A one-conv model on 12 random 16x16 images of 3 classes, and the first three pinned."""
+    keras.utils.set_random_seed(seed)
+    x = np.random.default_rng(seed).uniform(0, 255, (12, 16, 16, 1)).astype(np.float32)
     y = np.arange(12) % 3
     inputs = keras.Input((16, 16, 1))
     h = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(keras.layers.Rescaling(1 / 255)(inputs))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(h)))
-    model.compile("adam", "sparse_categorical_crossentropy")
-    pins = [pinned.Pin(f"#{i}", int(y[i]), x[i].astype(np.uint8)) for i in range(3)]
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    return model, x, y, [pinned.Pin(f"#{i}", int(y[i]), x[i].astype(np.uint8)) for i in range(3)]
+
+
+def test_a_run_deleted_mid_training_ends_recording_quietly_and_no_pins_record_nothing(tmp_path):
+    run_dir, other = tmp_path / "run", tmp_path / "other"
+    run_dir.mkdir()
+    other.mkdir()
+    model, x, y, pins = _tiny_model(0, "adam")
     tl, dyn = TimeLapse(run_dir, pins, ["a", "b", "c"], "softmax"), Dynamics(run_dir, x[:4])
     nothing = TimeLapse(other, [], ["a", "b", "c"], "softmax")
     model.fit(x, y, epochs=3, batch_size=4, verbose=0,
@@ -203,14 +208,7 @@ class _Weights(keras.callbacks.Callback):
 
 def test_frame_zero_shows_the_untrained_model_and_training_keeps_its_weights(tmp_path):
     """Frame 0 is drawn when epoch 1 ends (not before the first batch), from the weights training started with."""
-    keras.utils.set_random_seed(1)
-    x = np.random.default_rng(1).uniform(0, 255, (12, 16, 16, 1)).astype(np.float32)
-    y = np.arange(12) % 3
-    inputs = keras.Input((16, 16, 1))
-    h = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(keras.layers.Rescaling(1 / 255)(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(h)))
-    model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
-    pins = [pinned.Pin(f"#{i}", int(y[i]), x[i].astype(np.uint8)) for i in range(3)]
+    model, x, y, pins = _tiny_model(1, keras.optimizers.Adam(0.05))
     before = model.predict(np.stack([p.image for p in pins]).astype(np.float32), verbose=0)
     tl, ahead, after = TimeLapse(tmp_path, pins, ["a", "b", "c"], "softmax"), _Weights(), _Weights()
     model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[ahead, tl, after])
