@@ -76,7 +76,7 @@ class EvaluationResult:
 # --------------------------------------------------------------------------------------------- prediction
 
 
-def _model_input(model: Any) -> Any:
+def model_input(model: Any) -> Any:
     """A single-input model is called with a bare tensor; wrapping it in a list makes Keras warn."""
     return model.inputs[0] if len(model.inputs) == 1 else model.inputs
 
@@ -149,7 +149,7 @@ def _head_layer(model: Any) -> Any:
     return head
 
 
-def _embedding_tensor(model: Any) -> tuple[str, Any]:
+def embedding_tensor(model: Any) -> tuple[str, Any]:
     """(layer name, symbolic tensor) of the representation the classifier head reads.
 
     The last hidden Dense is what the head separates linearly, so its geometry is what the PCA should show;
@@ -176,8 +176,8 @@ def _embeddings(
 ) -> tuple[str, np.ndarray]:
     import keras
 
-    name, tensor = _embedding_tensor(model)
-    sub_model = keras.Model(_model_input(model), tensor)
+    name, tensor = embedding_tensor(model)
+    sub_model = keras.Model(model_input(model), tensor)
     values = batched_outputs(sub_model, x, batch_size, progress)
     return name, values.reshape(x.shape[0], -1).astype(np.float64)
 
@@ -289,7 +289,7 @@ def evaluate(
     if m > 0:
         layer_name, features = _embeddings(model, x[chosen], batch_size, scaled(n, m))
     else:
-        layer_name, _ = _embedding_tensor(model)
+        layer_name, _ = embedding_tensor(model)
         features = np.zeros((0, 0))
     coords, explained = _pca(features)
 

@@ -50,7 +50,7 @@ def validation_split(run: runs.Run) -> datasets.SplitData:
     return data
 
 
-def _held_out(run: runs.Run, split: str | None, limit: int | None) -> tuple[str, datasets.SplitData]:
+def held_out(run: runs.Run, split: str | None, limit: int | None) -> tuple[str, datasets.SplitData]:
     """The split to score: test, or the run's own validation images (also when the dataset has no test)."""
     if split not in (None, "test", "val"):
         raise UserError(f"split must be test or val, not {split!r}")
@@ -89,7 +89,7 @@ def evaluate_run(run_id: str, *, limit: int | None = None, embed_samples: int = 
         raise UserError(f"run {run.run_id} has no saved model yet")
     stamp = _model_stamp(run)
     lm = loaded or loading.load_run_model(run)
-    split, data = _held_out(run, split, limit)
+    split, data = held_out(run, split, limit)
     if progress is not None:
         progress(0.0)
     result = evaluation.evaluate(lm.model, data.x, data.y, lm.class_names, lm.output_kind, paths=data.paths,

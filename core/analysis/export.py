@@ -155,7 +155,7 @@ def _existing(path: Path) -> os.stat_result | None:
         raise UserError(f"cannot check {path}: {exc.strerror or exc}") from None
 
 
-def _refuse_existing(path: Path) -> None:
+def refuse_existing(path: Path) -> None:
     st = _existing(path)
     if st is None:
         return
@@ -195,7 +195,7 @@ def resolve_target(run_dir: Path, fmt: str, out: Path | None = None) -> Path:
     st = _existing(out)
     if st is not None and stat.S_ISDIR(st.st_mode):
         out = out / default_name(Path(run_dir).name, fmt)
-    _refuse_existing(out)
+    refuse_existing(out)
     if not out.parent.is_dir():
         raise UserError(f"folder {out.parent} does not exist")
     return out
@@ -207,24 +207,24 @@ def _place_file(tmp: Path, path: Path) -> None:
         os.link(tmp, path)  # atomic and exclusive: fails on anything already there, dangling links included
         return
     except FileExistsError:
-        _refuse_existing(path)
+        refuse_existing(path)
         raise UserError(f"{path} already exists; choose a new name") from None
     except OSError:
         pass  # a filesystem without hard links: claim the name exclusively, then fill it
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, atomic.FILE_MODE)
     except FileExistsError:
-        _refuse_existing(path)
+        refuse_existing(path)
         raise UserError(f"{path} already exists; choose a new name") from None
     os.close(fd)
     os.replace(tmp, path)  # replaces only the empty file claimed just above
 
 
 @contextlib.contextmanager
-def _new_file(path: Path) -> Iterator[Path]:
+def new_file(path: Path) -> Iterator[Path]:
     """A temp file beside `path` that becomes `path` with normal permissions, or vanishes on any failure."""
     path = Path(path)
-    _refuse_existing(path)
+    refuse_existing(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}{atomic.TEMP_MARK}", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -240,10 +240,10 @@ def _new_file(path: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _new_dir(path: Path) -> Iterator[Path]:
+def new_dir(path: Path) -> Iterator[Path]:
     """A staging folder to build in; its contents move into `path`, made fresh, or it all vanishes on failure."""
     path = Path(path)
-    _refuse_existing(path)
+    refuse_existing(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}{atomic.TEMP_MARK}", dir=path.parent))
     try:
@@ -253,7 +253,7 @@ def _new_dir(path: Path) -> Iterator[Path]:
         try:
             os.mkdir(path)  # claims the name: fails on anything already there, an empty folder included
         except FileExistsError:
-            _refuse_existing(path)
+            refuse_existing(path)
             raise UserError(f"{path} already exists; choose a new name") from None
         try:
             for child in built.iterdir():
@@ -272,7 +272,7 @@ def export_keras(run_dir: Path, out: Path) -> Path:
     """Byte-for-byte copy of the run's model.keras; it already is the portable Keras format."""
     src = _model_file(run_dir)
     out = Path(out)
-    with _new_file(out) as tmp:
+    with new_file(out) as tmp:
         shutil.copyfile(src, tmp)
     return out
 
@@ -330,7 +330,7 @@ def export_savedmodel(run_dir: Path, out_dir: Path) -> Path:
     config = _read_config(run_dir)
     shape = _input_shape(model, config)
     out_dir = Path(out_dir)
-    with _new_dir(out_dir) as built:
+    with new_dir(out_dir) as built:
         _build_savedmodel(model, built, shape, _run_label(run_dir, config))
     return out_dir
 
@@ -364,7 +364,7 @@ def export_tflite(run_dir: Path, out: Path, quantize: bool = False) -> Path:
         _build_savedmodel(model, saved, _input_shape(model, config), label)
         data = _convert_savedmodel(saved, quantize, label)
     out = Path(out)
-    with _new_file(out) as tmp:
+    with new_file(out) as tmp:
         tmp.write_bytes(data)
     return out
 
@@ -452,7 +452,7 @@ def export_onnx_file(
             model, shape, _output_kind(model, config), _run_label(run_dir, config), images
         )
     out = Path(out)
-    with _new_file(out) as tmp:
+    with new_file(out) as tmp:
         tmp.write_bytes(data)
     return out, _onnx_check(check)
 
@@ -653,7 +653,7 @@ def export_bundle(
     cfg = _bundle_config(model, config, formats) | _calibration_facts(run_dir)
     checks: dict[str, ExportCheck] = {}
 
-    _refuse_existing(out_zip)
+    refuse_existing(out_zip)
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out_zip.name}{atomic.TEMP_MARK}", dir=out_zip.parent) as tmp:
         root = Path(tmp) / "bundle"
@@ -686,7 +686,7 @@ def export_bundle(
         (root / "README.md").write_text(_readme(cfg, formats, bool(checks)))
         if checks:
             (root / "checks.json").write_text(_json({k: asdict(v) for k, v in checks.items()}))
-        with _new_file(out_zip) as tmp_zip:
+        with new_file(out_zip) as tmp_zip:
             files = _zip_tree(root, tmp_zip)
     return BundleReport(path=out_zip, files=files, formats=formats, checks=checks)
 

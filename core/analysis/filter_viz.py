@@ -105,13 +105,13 @@ def filter_layers(model: keras.Model) -> list[FilterLayer]:
     out: list[FilterLayer] = []
     for layer in model.layers:
         if isinstance(layer, inspection.CONV_TYPES):
-            c = _channels(inspection._layer_output(model, layer))
+            c = _channels(inspection.layer_output(model, layer))
             if c:
                 out.append(FilterLayer(layer.name, c))
-        elif isinstance(layer, keras.Model) and inspection._contains_conv(layer):
+        elif isinstance(layer, keras.Model) and inspection.contains_conv(layer):
             for inner in layer.layers:
                 if isinstance(inner, inspection.CONV_TYPES):
-                    c = _channels(inspection._layer_output(layer, inner))
+                    c = _channels(inspection.layer_output(layer, inner))
                     if c:
                         out.append(FilterLayer(f"{layer.name}{NESTED_SEP}{inner.name}", c, nested=True))
     return out
@@ -130,15 +130,15 @@ def _find(model: keras.Model, name: str) -> FilterLayer:
 
 def _feature_model(model: keras.Model, name: str) -> keras.Model:
     """Raw pixels -> the named layer's output, through the outer model's preprocessing for a nested layer."""
-    inputs = inspection._model_inputs(model)
+    inputs = inspection.model_inputs(model)
     if NESTED_SEP not in name:
-        return keras.Model(inputs, inspection._layer_output(model, model.get_layer(name)))
+        return keras.Model(inputs, inspection.layer_output(model, model.get_layer(name)))
     base_name, inner_name = name.split(NESTED_SEP, 1)
     base = model.get_layer(base_name)
     inner = keras.Model(
-        inspection._model_inputs(base), inspection._layer_output(base, base.get_layer(inner_name))
+        inspection.model_inputs(base), inspection.layer_output(base, base.get_layer(inner_name))
     )
-    feed = inspection._layer_input(model, base)  # a nested base's input in the outer model
+    feed = inspection.layer_input(model, base)  # a nested base's input in the outer model
     if feed is None:
         raise UserError(f"cannot visualise {name!r}: its base {base_name!r} is not fed by a single tensor")
     if feed is inputs:

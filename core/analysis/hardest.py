@@ -93,8 +93,8 @@ def _embedder(model: Any) -> Any:
     hit = _sub_models.get(id(model))
     if hit is not None and hit[0] is model:
         return hit[1]
-    _, tensor = evaluation._embedding_tensor(model)
-    sub = keras.Model(evaluation._model_input(model), tensor)
+    _, tensor = evaluation.embedding_tensor(model)
+    sub = keras.Model(evaluation.model_input(model), tensor)
     if len(_sub_models) >= 4:
         _sub_models.pop(next(iter(_sub_models)))
     _sub_models[id(model)] = (model, sub)

@@ -71,7 +71,7 @@ _CACHE_LOCK = threading.Lock()
 # --------------------------------------------------------------------------------------------- layers
 
 
-def _contains_conv(model: keras.Model) -> bool:
+def contains_conv(model: keras.Model) -> bool:
     return any(isinstance(layer, CONV_TYPES) for layer in _walk_layers(model))
 
 
@@ -89,7 +89,7 @@ def _is_feature_stage(layer: keras.layers.Layer) -> bool:
 
     A nested augmentation Sequential is also 4-D but has no convolution, so it is not a stage.
     """
-    if not isinstance(layer, keras.Model) or not _contains_conv(layer):
+    if not isinstance(layer, keras.Model) or not contains_conv(layer):
         return False
     outputs = layer.outputs
     return len(outputs) == 1 and len(outputs[0].shape) == 4
@@ -110,7 +110,7 @@ def _graph_of(model: keras.Model) -> keras.Model:
     return model if hasattr(model, "_nodes_by_depth") else getattr(model, "_functional", model)
 
 
-def _layer_output(model: keras.Model, layer: keras.layers.Layer):
+def layer_output(model: keras.Model, layer: keras.layers.Layer):
     """The symbolic tensor `layer` produces *inside `model`'s graph*.
 
     `layer.output` is wrong for a nested Functional model (it returns the sub-model's own internal output, not
@@ -142,7 +142,7 @@ def _get_layer(model: keras.Model, name: str) -> keras.layers.Layer:
 # ---------------------------------------------------------------------------------------------- input
 
 
-def _model_inputs(model: keras.Model):
+def model_inputs(model: keras.Model):
     # A bare tensor for single-input models, so calling the side model with one array raises no structure warning.
     return model.inputs[0] if len(model.inputs) == 1 else model.inputs
 
@@ -151,7 +151,7 @@ def _input_shape(model: keras.Model) -> tuple[int | None, ...]:
     return tuple(model.inputs[0].shape[1:])
 
 
-def _one_image_batch(x: np.ndarray, expected: Sequence[int | None]) -> np.ndarray:
+def one_image_batch(x: np.ndarray, expected: Sequence[int | None]) -> np.ndarray:
     """(1, H, W, C) float32 from one image, with a one-line reason when it cannot fit the model."""
     arr = np.asarray(x, dtype=np.float32)
     if arr.ndim == 2 and len(expected) == 3 and expected[-1] == 1:
@@ -186,11 +186,11 @@ class FeatureMapExtractor:
             raise UserError("this model has no convolution layers to show")
         self.layer_names: list[str] = [layer.name for layer in layers]
         self.input_shape: tuple[int | None, ...] = _input_shape(model)
-        self._model = keras.Model(_model_inputs(model), [_layer_output(model, layer) for layer in layers])
+        self._model = keras.Model(model_inputs(model), [layer_output(model, layer) for layer in layers])
 
     def __call__(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
         """(layer name, maps shaped (h, w, c)) per layer for one image (H, W, C) or (1, H, W, C)."""
-        batch = _one_image_batch(x, self.input_shape)
+        batch = one_image_batch(x, self.input_shape)
         outputs = _as_list(self._model(batch, training=False))
         return [(name, np.asarray(out)[0]) for name, out in zip(self.layer_names, outputs, strict=True)]
 
@@ -381,7 +381,7 @@ class _GradSide:
     pre_activation: bool
 
 
-def _layer_input(model: keras.Model, layer: keras.layers.Layer):
+def layer_input(model: keras.Model, layer: keras.layers.Layer):
     """The symbolic tensor fed to `layer` inside `model`'s graph (its first input), or None when not found."""
     node = _node_of(model, layer)
     ins = node.input_tensors if node is not None else []
@@ -408,7 +408,7 @@ def score_tensor(model: keras.Model) -> tuple[object, keras.layers.Dense | None,
     history = getattr(output, "_keras_history", None)
     head = history.operation if history is not None else model.layers[-1]
     if _activation_name(head) in SQUASHING:
-        before = _layer_input(model, head)
+        before = layer_input(model, head)
         if before is not None and not isinstance(before, list | tuple):
             if isinstance(head, keras.layers.Dense):
                 # a quantized kernel is not the float matrix the logits need; keep the output then
@@ -428,7 +428,7 @@ def _grad_model(model: keras.Model, layer: keras.layers.Layer) -> _GradSide:
         cached = per_model.get(layer.name)
         if cached is None:
             score, dense, pre = score_tensor(model)
-            side = keras.Model(_model_inputs(model), [_layer_output(model, layer), score])
+            side = keras.Model(model_inputs(model), [layer_output(model, layer), score])
             cached = _GradSide(side, dense, pre)
             per_model[layer.name] = cached
         return cached
@@ -445,14 +445,14 @@ def _logits(side: _GradSide, raw):
     return tf.reshape(z, (1, -1))
 
 
-def _cam_layer(model: keras.Model, layer_name: str | None) -> keras.layers.Layer:
+def cam_layer(model: keras.Model, layer_name: str | None) -> keras.layers.Layer:
     if layer_name is None:
         candidates = conv_layers(model)
         if not candidates:
             raise UserError("this model has no convolution layers to explain")
         return candidates[-1]
     layer = _get_layer(model, layer_name)
-    out = _layer_output(model, layer)
+    out = layer_output(model, layer)
     if isinstance(out, list | tuple) or len(out.shape) != 4:
         raise UserError(f"layer {layer_name!r} has no spatial feature map; pick a convolution layer")
     return layer
@@ -514,9 +514,9 @@ def grad_cam_result(
     if output_kind not in OUTPUT_KINDS:
         raise ValueError(f"unknown output kind {output_kind!r}; expected one of {OUTPUT_KINDS}")
     expected = _input_shape(model)
-    batch = tf.convert_to_tensor(_one_image_batch(x, expected))
+    batch = tf.convert_to_tensor(one_image_batch(x, expected))
     height, width = int(batch.shape[1]), int(batch.shape[2])
-    layer = _cam_layer(model, layer_name)
+    layer = cam_layer(model, layer_name)
     side = _grad_model(model, layer)
     logits = side.pre_activation or output_kind == "logits"
 
@@ -616,18 +616,18 @@ def layer_activations(model: keras.Model, x: np.ndarray, layer_names: Iterable[s
     names = tuple(dict.fromkeys(layer_names))
     if not names:
         return {}
-    batch = _one_image_batch(x, _input_shape(model))
+    batch = one_image_batch(x, _input_shape(model))
     with _CACHE_LOCK:
         per_model = _ACTIVATION_MODELS.setdefault(model, {})
         side = per_model.get(names)
     if side is None:
         outputs = []
         for name in names:
-            out = _layer_output(model, _get_layer(model, name))
+            out = layer_output(model, _get_layer(model, name))
             if isinstance(out, list | tuple):
                 raise UserError(f"layer {name!r} has several outputs; pick a layer with one")
             outputs.append(out)
-        side = keras.Model(_model_inputs(model), outputs)
+        side = keras.Model(model_inputs(model), outputs)
         with _CACHE_LOCK:
             per_model[names] = side
     results = _as_list(side(batch, training=False))

@@ -176,8 +176,8 @@ class NetworkOverview:
             raise UserError("this model has no layers to show")
         self.input_shape: tuple[int | None, ...] = inspection._input_shape(model)
         self.kinds: list[tuple[str, str]] = [_kind(layer) for layer in self.layers]
-        outputs = [_first(inspection._layer_output(model, layer)) for layer in self.layers]
-        self._model = keras.Model(inspection._model_inputs(model), [*outputs, model.outputs[0]])
+        outputs = [_first(inspection.layer_output(model, layer)) for layer in self.layers]
+        self._model = keras.Model(inspection.model_inputs(model), [*outputs, model.outputs[0]])
 
     @property
     def layer_names(self) -> list[str]:
@@ -192,7 +192,7 @@ class NetworkOverview:
             raise ValueError(f"unknown output kind {output_kind!r}; expected one of {OUTPUT_KINDS}")
         if top < 1 or cell < 1:
             raise ValueError(f"top and cell must be >= 1, got {top} and {cell}")
-        batch = inspection._one_image_batch(x, self.input_shape)
+        batch = inspection.one_image_batch(x, self.input_shape)
         results = inspection._as_list(self._model(batch, training=False))
         glances: list[LayerGlance] = []
         for i, (layer, (kind, note), out) in enumerate(

@@ -16,7 +16,7 @@ def check(path: Path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise UserError(f"{path} must end in .png")
-    export._refuse_existing(path)
+    export.refuse_existing(path)
     if not path.parent.is_dir():
         raise UserError(f"folder {path.parent} does not exist")
     return path
@@ -25,6 +25,6 @@ def check(path: Path) -> Path:
 def write(path: Path, data: bytes) -> Path:
     """Write atomically under a temp name, then claim `path` exclusively: a file made meanwhile is not replaced."""
     path = check(path)
-    with export._new_file(path) as tmp:
+    with export.new_file(path) as tmp:
         tmp.write_bytes(data)
     return path

@@ -119,7 +119,7 @@ def target_folder(run_dir: Path, out: Path) -> Path:
     out = Path(out)
     if out.is_dir() and not out.is_symlink():
         out = out / f"{Path(run_dir).name}_timelapse"
-        export._refuse_existing(out)
+        export.refuse_existing(out)
     return export.resolve_target(run_dir, "timelapse", out)
 
 
@@ -134,7 +134,7 @@ def write_frames(run_dir: Path, out: Path) -> tuple[Path, int]:
     pinned = recordings.read_pinned(run_dir)
     frames = [recordings.read_frame(run_dir, e, len(index.layers)) for e in index.epochs]
     count = 0
-    with export._new_dir(target) as built:
+    with export.new_dir(target) as built:
         built.mkdir()
         for i, img in enumerate(index.images):
             name = (

@@ -175,7 +175,7 @@ def evaluate_run(run_id: str, *, split: str | None = None, limit: int | None = N
     if not run.has_model:
         raise UserError(f"run {run.run_id} has no saved model yet")
     lm = loaded or loading.load_run_model(run)
-    used, data = evaluation_runs._held_out(run, split, limit)
+    used, data = evaluation_runs.held_out(run, split, limit)
     if not len(data):
         raise UserError(f"nothing to evaluate: the {used} split has no images")
     the_plan = plan(run.config.dataset, run.input_shape, lm.model)

@@ -502,7 +502,7 @@ def _cached_folder(info: DatasetInfo, wanted: int, image_size: tuple[int, int], 
     )  # fmt: skip
 
 
-def _resize_arrays(x: np.ndarray, image_size: tuple[int, int], channels: int) -> np.ndarray:
+def resize_arrays(x: np.ndarray, image_size: tuple[int, int], channels: int) -> np.ndarray:
     if x.shape[1:3] == tuple(image_size) and x.shape[3] == channels:
         return x
     out = np.empty((len(x), *image_size, channels), np.uint8)
@@ -511,7 +511,7 @@ def _resize_arrays(x: np.ndarray, image_size: tuple[int, int], channels: int) ->
     return out
 
 
-def _stratified_indices(y: np.ndarray, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_indices(y: np.ndarray, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     train_idx, val_idx = [], []
     for c in np.unique(y):
@@ -562,7 +562,7 @@ def load_splits(
         return out
     arrays = keras_datasets.load_arrays(name)
     xtr, ytr = arrays["train"]
-    tr_idx, va_idx = _stratified_indices(ytr, val_split, seed)
+    tr_idx, va_idx = stratified_indices(ytr, val_split, seed)
     raw = {"train": (xtr[tr_idx], ytr[tr_idx]), "val": (xtr[va_idx], ytr[va_idx])}
     raw["test"] = arrays.get("test", (xtr[:0], ytr[:0]))
     for s in splits:
@@ -570,7 +570,7 @@ def load_splits(
         if limit and len(y) > limit:
             pick = np.sort(np.random.default_rng(seed).choice(len(y), limit, replace=False))
             x, y = x[pick], y[pick]
-        out[s] = SplitData(_resize_arrays(x, image_size, channels), y)
+        out[s] = SplitData(resize_arrays(x, image_size, channels), y)
     return out
 
 

@@ -52,8 +52,8 @@ class Dynamics(keras.callbacks.Callback):
         self._relu_names = [layer.name for layer in relus]
         self._fn = None
         if relus and self.probe is not None and len(self.probe):
-            side = keras.Model(inspection._model_inputs(self.model),
-                               [inspection._layer_output(self.model, layer) for layer in relus])  # fmt: skip
+            side = keras.Model(inspection.model_inputs(self.model),
+                               [inspection.layer_output(self.model, layer) for layer in relus])  # fmt: skip
 
             def peaks(x):
                 outs = side(x, training=False)

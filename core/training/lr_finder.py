@@ -145,7 +145,7 @@ def find_lr(
     _check(steps, start_lr, end_lr)
     cfg = trainer.resolve(req)
     t0 = time.perf_counter()
-    importing = trainer._import_in_background("keras")  # overlaps the image reading, as training does
+    importing = trainer.import_in_background("keras")  # overlaps the image reading, as training does
     with tempfile.TemporaryDirectory(prefix="lr-find-") as scratch:
         from core.data import streaming
 

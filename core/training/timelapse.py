@@ -69,18 +69,18 @@ class FrameMaker:
     def __init__(self, model: keras.Model, output_kind: str, max_layers: int = MAX_LAYERS,
                  max_channels: int = MAX_CHANNELS, max_side: int = MAX_SIDE) -> None:  # fmt: skip
         convs = inspection.conv_layers(model)
-        cam_layer = inspection._cam_layer(model, None)  # raises UserError without a conv layer
+        cam_layer = inspection.cam_layer(model, None)  # raises UserError without a conv layer
         layers = [convs[i] for i in _spread(len(convs), max_layers)]
         self.layer_names = [layer.name for layer in layers]
         self.cam_layer = cam_layer.name
         self.output_kind = output_kind
-        outputs = [inspection._layer_output(model, layer) for layer in layers]
+        outputs = [inspection.layer_output(model, layer) for layer in layers]
         # Grad-CAM's score is the class score before the softmax/sigmoid, found as grad_cam_result finds it
         score, self._dense, self._pre_activation = inspection._score_tensor(model)
-        outputs += [inspection._layer_output(model, cam_layer), model.outputs[0], score]
+        outputs += [inspection.layer_output(model, cam_layer), model.outputs[0], score]
         self.shapes = [tuple(int(d) for d in out.shape[1:]) for out in outputs[: len(layers)]]
         self.stored = [(*_fit(h, w, max_side), min(c, max_channels)) for h, w, c in self.shapes]
-        self._side = keras.Model(inspection._model_inputs(model), outputs)
+        self._side = keras.Model(inspection.model_inputs(model), outputs)
         self._fn = tf.function(self._compute, reduce_retracing=True)
 
     def _logits(self, raw):

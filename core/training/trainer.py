@@ -309,7 +309,7 @@ def train_run(run_dir, echo: Callable[[str], None] | None = None) -> dict[str, A
             lock.release()
 
 
-def _import_in_background(module: str) -> threading.Thread:
+def import_in_background(module: str) -> threading.Thread:
     """Start importing TensorFlow/Keras (5-8 s on 2 cores, mostly one core and the disk) while the dataset is
     decoded or read from the decode cache (numpy and Pillow work outside the GIL), instead of one after the other.
 
@@ -354,7 +354,7 @@ def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | Non
     except FileNotFoundError:
         return _gone(run)
     try:
-        importing = _import_in_background("keras")
+        importing = import_in_background("keras")
         h, w, c = cfg.input_shape
         if echo:
             echo(f"loading {cfg.dataset} at {h}x{w}x{c} ...")

@@ -57,9 +57,9 @@ def _two_outputs(model):
     """One sub-model returning (embedding, head output): a single pass gives both."""
     import keras
 
-    from core.analysis.evaluation import _embedding_tensor
+    from core.analysis.evaluation import embedding_tensor
 
-    _, emb = _embedding_tensor(model)
+    _, emb = embedding_tensor(model)
     return keras.Model(model.inputs[0], [emb, model.outputs[0]])
 
 

@@ -72,7 +72,7 @@ def load_pool(info: datasets.DatasetInfo, shape: tuple[int, int, int], *, val_sp
         raise UserError(keras_datasets.missing_message(info.name))
     arrays = keras_datasets.load_arrays(info.name)
     xtr, ytr = arrays["train"]
-    _, va_idx = datasets._stratified_indices(np.asarray(ytr), val_split, seed)  # the split training draws
+    _, va_idx = datasets.stratified_indices(np.asarray(ytr), val_split, seed)  # the split training draws
     split_tr = np.full(len(ytr), "train", dtype=object)
     split_tr[va_idx] = "val"
     xs, ys = [xtr], [np.asarray(ytr)]
@@ -84,7 +84,7 @@ def load_pool(info: datasets.DatasetInfo, shape: tuple[int, int, int], *, val_sp
         ys.append(np.asarray(yte))
         ids += [f"test/{i}" for i in range(len(yte))]
         splits += ["test"] * len(yte)
-    x = datasets._resize_arrays(np.concatenate(xs), (h, w), c)
+    x = datasets.resize_arrays(np.concatenate(xs), (h, w), c)
     if progress is not None:
         progress(1.0)
     return Pool(x, np.concatenate(ys).astype(np.int64), ids, np.array(splits), list(info.class_names))

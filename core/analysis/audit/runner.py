@@ -118,9 +118,9 @@ def run_audit(dataset: str, run_id: str | None = None, *, folds: int = options.D
                 progress("done (the stored result for these files)", 1.0)
             return hit
     t0 = time.monotonic()
-    from core.training.trainer import _import_in_background
+    from core.training.trainer import import_in_background
 
-    importing = _import_in_background("keras")  # 5-25 s on 2 busy cores, overlapped with decoding and hashing
+    importing = import_in_background("keras")  # 5-25 s on 2 busy cores, overlapped with decoding and hashing
     val_split = run.config.val_split if run else datasets.DEFAULT_VAL_SPLIT
     seed = run.config.seed if run else datasets.DEFAULT_SEED
     shape = audit_shape(info)
