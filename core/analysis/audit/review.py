@@ -8,8 +8,9 @@ group stays open while two or more of its images are. Rows keep the report's ord
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from core.analysis.audit.report import AuditReport, DuplicateGroup, LabelIssue, Leak, Outlier
@@ -77,23 +78,25 @@ def _labels(values: Sequence[str]) -> str:
     return ", ".join(dict.fromkeys(values))
 
 
+def _build(found: Sequence[Any], limit: int | None, columns: dict[str, Callable[[Any], Any]],
+           target: Callable[[Any], tuple[str, ...]], images: tuple[str, ...] = ()) -> ReviewTable:  # fmt: skip
+    """The first `limit` findings (all for None) as a table: one column per getter, one target per row."""
+    shown = list(found[:limit])
+    return ReviewTable(
+        columns={name: [get(f) for f in shown] for name, get in columns.items()},
+        targets=[target(f) for f in shown],
+        total=len(found),
+        images=images,
+    )
+
+
 def label_issue_table(issues: Sequence[LabelIssue], limit: int = TABLE_ROWS) -> ReviewTable:
     """Likely mislabelled images: a fix acts on the image, a relabel moves it to the suggested class."""
-    shown = list(issues[:limit])
-    return ReviewTable(
-        columns={
-            "image": [i.path for i in shown],
-            "path": [i.path for i in shown],
-            "given": [i.given for i in shown],
-            "suggested": [i.suggested for i in shown],
-            "score": [float(i.score) for i in shown],
-            "split": [i.split for i in shown],
-        },  # fmt: skip
-        images=("image",),
-        targets=[(i.path,) for i in shown],
-        relabel={i.path: i.suggested for i in shown},
-        total=len(issues),
-    )
+    table = _build(issues, limit, {
+        "image": attrgetter("path"), "path": attrgetter("path"), "given": attrgetter("given"),
+        "suggested": attrgetter("suggested"), "score": lambda i: float(i.score), "split": attrgetter("split"),
+    }, lambda i: (i.path,), ("image",))  # fmt: skip
+    return replace(table, relabel={i.path: i.suggested for i in issues[:limit]})
 
 
 def duplicate_table(
@@ -101,64 +104,32 @@ def duplicate_table(
 ) -> ReviewTable:
     """Duplicate groups, one row each with its first two images; "keep" acts on every open image of a group,
     "set aside" on the open ones after the first (the first is the copy that stays)."""
-    shown = list(groups[:limit])
-    return ReviewTable(
-        columns={
-            "first": [g.paths[0] for g in shown],
-            "second": [g.paths[1] if len(g.paths) > 1 else None for g in shown],
-            "kind": [g.kind for g in shown],
-            "images": [len(g.paths) for g in shown],
-            "labels": [_labels(g.labels) for g in shown],
-            "splits": [_labels(g.splits) for g in shown],
-            "conflict": [bool(g.conflict) for g in shown],
-            "distance": [float(g.distance) for g in shown],
-            "paths": [" | ".join(g.paths) for g in shown],
-        },  # fmt: skip
-        images=("first", "second"),
-        targets=[tuple(p for p in g.paths if p not in hidden) for g in shown],
-        copies=[tuple(p for p in g.paths[1:] if p not in hidden) for g in shown],
-        total=len(groups),
-    )
+    table = _build(groups, limit, {
+        "first": lambda g: g.paths[0], "second": lambda g: g.paths[1] if len(g.paths) > 1 else None,
+        "kind": attrgetter("kind"), "images": lambda g: len(g.paths), "labels": lambda g: _labels(g.labels),
+        "splits": lambda g: _labels(g.splits), "conflict": lambda g: bool(g.conflict),
+        "distance": lambda g: float(g.distance), "paths": lambda g: " | ".join(g.paths),
+    }, lambda g: tuple(p for p in g.paths if p not in hidden), ("first", "second"))  # fmt: skip
+    return replace(table, copies=[tuple(p for p in g.paths[1:] if p not in hidden) for g in groups[:limit]])
 
 
 def leak_table(leaks: Sequence[Leak], limit: int = TABLE_ROWS) -> ReviewTable:
     """Held-out images with a twin in training: a fix acts on the held-out copy, never on the training image."""
-    shown = list(leaks[:limit])
-    return ReviewTable(
-        columns={
-            "test image": [lk.test_path for lk in shown],
-            "train image": [lk.train_path for lk in shown],
-            "test path": [lk.test_path for lk in shown],
-            "train path": [lk.train_path for lk in shown],
-            "kind": [lk.kind for lk in shown],
-            "distance": [float(lk.distance) for lk in shown],
-        },  # fmt: skip
-        images=("test image", "train image"),
-        targets=[(lk.test_path,) for lk in shown],
-        total=len(leaks),
-    )
+    return _build(leaks, limit, {
+        "test image": attrgetter("test_path"), "train image": attrgetter("train_path"),
+        "test path": attrgetter("test_path"), "train path": attrgetter("train_path"), "kind": attrgetter("kind"),
+        "distance": lambda lk: float(lk.distance),
+    }, lambda lk: (lk.test_path,), ("test image", "train image"))  # fmt: skip
 
 
 def outlier_table(outliers: Sequence[Outlier], limit: int = TABLE_ROWS) -> ReviewTable:
     """Images far from every class, farthest first."""
-    shown = list(outliers[:limit])
-    return ReviewTable(
-        columns={
-            "image": [o.path for o in shown],
-            "path": [o.path for o in shown],
-            "label": [o.label for o in shown],
-            "score": [float(o.score) for o in shown],
-        },  # fmt: skip
-        images=("image",),
-        targets=[(o.path,) for o in shown],
-        total=len(outliers),
-    )
+    return _build(outliers, limit, {
+        "image": attrgetter("path"), "path": attrgetter("path"), "label": attrgetter("label"),
+        "score": lambda o: float(o.score),
+    }, lambda o: (o.path,), ("image",))  # fmt: skip
 
 
 def unreadable_table(unreadable: Sequence[tuple[str, str]]) -> ReviewTable:
     """Files that do not decode, every one of them (no cap: they are few, and no thumbnail is drawn)."""
-    return ReviewTable(
-        columns={"path": [p for p, _ in unreadable], "reason": [w for _, w in unreadable]},
-        targets=[(p,) for p, _ in unreadable],
-        total=len(unreadable),
-    )
+    return _build(unreadable, None, {"path": itemgetter(0), "reason": itemgetter(1)}, lambda u: (u[0],))
