@@ -96,3 +96,17 @@ def sweep_temp_files(folder: Path, older_than_s: float = 60.0) -> list[Path]:
         except OSError:
             continue
     return removed
+
+
+def keep_newest(folder: Path, pattern: str, keep: int) -> None:
+    """Delete all but the `keep` newest files matching `pattern` in a cache folder of ours (never a link, never a
+    folder), so a cache of small reports cannot grow without bound."""
+    found = []
+    for p in Path(folder).glob(pattern):
+        try:
+            if p.is_file() and not p.is_symlink():
+                found.append((p.stat().st_mtime, p))
+        except OSError:
+            continue
+    for _, p in sorted(found, reverse=True)[keep:]:
+        p.unlink(missing_ok=True)

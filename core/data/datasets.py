@@ -350,23 +350,10 @@ def cached_quality_report(info: DatasetInfo, *, in_worker: bool = False) -> Qual
             "unreadable": [[p[len(prefix):] if p.startswith(prefix) else p, why] for p, why in rep.unreadable],
             "checked": rep.checked,
         })  # fmt: skip
-        _prune_quality_cache()
+        atomic.keep_newest(quality_cache_dir(), "*.json", QUALITY_CACHE_KEEP)
     except OSError:  # a read-only runs folder: the report is still right, just not remembered
         pass
     return rep
-
-
-def _prune_quality_cache() -> None:
-    """Keep the newest QUALITY_CACHE_KEEP reports; only our own *.json files in that folder are touched."""
-    found = []
-    for p in quality_cache_dir().glob("*.json"):
-        try:
-            if p.is_file() and not p.is_symlink():
-                found.append((p.stat().st_mtime, p))
-        except OSError:
-            continue
-    for _, p in sorted(found, reverse=True)[QUALITY_CACHE_KEEP:]:
-        p.unlink(missing_ok=True)
 
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}

@@ -71,21 +71,9 @@ def store(k: str | None, report: AuditReport) -> None:
         return
     try:
         atomic.write_json(cache_dir() / f"{k}.json", {"key": k, "report": report.to_json()})
-        _prune()
+        atomic.keep_newest(cache_dir(), "*.json", KEEP)
     except OSError:  # a read-only runs folder: the result is still right, just not remembered
         pass
-
-
-def _prune() -> None:
-    found = []
-    for p in cache_dir().glob("*.json"):
-        try:
-            if p.is_file() and not p.is_symlink():
-                found.append((p.stat().st_mtime, p))
-        except OSError:
-            continue
-    for _, p in sorted(found, reverse=True)[KEEP:]:
-        p.unlink(missing_ok=True)
 
 
 def resolve_run(dataset: str, run_id: str | None) -> runs.Run | None:
