@@ -134,7 +134,7 @@ def cmd_runs(args) -> int:
         tagged = runs.set_label(args.tags[0], tags=args.tags[1])
         print(f"tags of {args.tags[0]}: {', '.join(tagged.tags) or '(none)'}")
         return 0
-    from core.data import fingerprint
+    from core.data import fingerprint, renames
 
     all_runs = jobs.list_runs()
     data = fingerprint.data_states(
@@ -150,6 +150,8 @@ def cmd_runs(args) -> int:
             print(f"    tags: {', '.join(r.tags)}")
         for w in r.warnings:
             print(f"    warning: {w}")
+        if moved := renames.renamed_to(r.config.dataset):
+            print(f"    dataset {r.config.dataset} renamed to {moved}")
         state, now = data[r.run_id]
         if line := fingerprint.describe_state(state, r.config.dataset_fingerprint, now):
             print(f"    {line}")

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from core import atomic, options, paths
-from core.data import keras_datasets, trash
+from core.data import keras_datasets, renames, trash
 from core.data.datasets import GRAY_MODES, SPLIT_ALIASES, SPLIT_FOLDERS, SPLITS
 from core.data.images import ALLOWED_EXTENSIONS, load_image, to_mode
 from core.data.importer import check_dataset_name, encoded_image, safe_stem, upload_name_problem
@@ -221,7 +221,7 @@ def new_dataset(name: str, classes: list[str], layout: str = "flat") -> Path:
 
 
 def rename_dataset(old: str, new: str) -> Path:
-    """data/<old> becomes data/<new> (runs trained on it keep naming the old one)."""
+    """data/<old> becomes data/<new>; runs trained on it keep the old name and find it through `core.data.renames`."""
     src = _dataset_path(old)
     check_dataset_name(new)
     if new == old:
@@ -230,9 +230,11 @@ def rename_dataset(old: str, new: str) -> Path:
     if taken is not None:
         raise UserError(f"a dataset named {taken} already exists")
     dst = src.parent / new
+    before = renames.record(old, new)  # first: a ledger entry for a folder that still exists is ignored
     try:
         os.rename(src, dst)
     except OSError as exc:
+        renames.undo_record(old, before)
         raise UserError(f"cannot rename {old} ({exc.strerror or exc})") from None
     return dst
 
