@@ -12,9 +12,10 @@ import pytest
 
 from core import paths
 from core.analysis import evaluation_runs
+from core.analysis.audit import cache as audit_cache
 from core.data import datasets, editing, fingerprint, renames
 from core.errors import UserError
-from core.training import progress, runs
+from core.training import progress, retrain, runs
 from tests.helpers import make_dataset, train_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +42,11 @@ def test_a_run_follows_its_renamed_dataset_in_process_and_in_the_cli():
     assert out.returncode == 0, out.stderr
     listing = _cli("runs")
     assert "renamed to figures" in listing.stdout, listing.stdout
+    assert renames.same_dataset("shapes", "figures") and not renames.same_dataset("shapes", "other")
+    assert audit_cache.resolve_run("figures", run.run_id).run_id == run.run_id  # Improve pairs them
+    assert (
+        retrain.same_settings(runs.get_run(run.run_id)).dataset == "figures"
+    )  # a retrain names it as it is now
     ledger = json.loads((paths.data_dir() / renames.LEDGER).read_text())
     assert ledger == {"shapes": "figures"}
 

@@ -106,3 +106,8 @@ def renamed_to(name: str) -> str | None:
         return None
     now = current_name(name)
     return now if now != name else None
+
+
+def same_dataset(run_dataset: str, dataset: str) -> bool:
+    """Whether a run's recorded dataset name is `dataset` now (itself, or renamed to it since)."""
+    return run_dataset == dataset or (bool(run_dataset) and current_name(run_dataset) == dataset)

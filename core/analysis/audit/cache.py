@@ -93,7 +93,7 @@ def resolve_run(dataset: str, run_id: str | None) -> runs.Run | None:
     if run_id is None:
         return None
     run = runs.get_run(run_id)
-    if run.config.dataset != dataset and renames.current_name(run.config.dataset) != dataset:
+    if not renames.same_dataset(run.config.dataset, dataset):
         raise UserError(f"run {run.run_id} was trained on {run.config.dataset}, not {dataset}")
     return run
 
