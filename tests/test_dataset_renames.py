@@ -16,6 +16,7 @@ from core.analysis.audit import cache as audit_cache
 from core.data import datasets, editing, fingerprint, renames
 from core.errors import UserError
 from core.training import progress, retrain, runs
+from tests.apptest_support import open_page, texts
 from tests.helpers import make_dataset, train_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +48,14 @@ def test_a_run_follows_its_renamed_dataset_in_process_and_in_the_cli():
     assert (
         retrain.same_settings(runs.get_run(run.run_id)).dataset == "figures"
     )  # a retrain names it as it is now
+    at = open_page("pages/train.py", active_dataset="figures", active_run=run.run_id)
+    assert not at.exception, at.exception
+    assert list(at.dataframe[-1].value["data"]) == ["unchanged, renamed to figures"]
+    at.session_state[at.dataframe[-1].key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert "dataset renamed to **figures**" in texts(at)
+    ev = open_page("pages/evaluate.py", active_dataset="figures", active_run=run.run_id)
+    assert not ev.exception and "unknown dataset" not in texts(ev) and not ev.error
     ledger = json.loads((paths.data_dir() / renames.LEDGER).read_text())
     assert ledger == {"shapes": "figures"}
 
