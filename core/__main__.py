@@ -134,7 +134,7 @@ def cmd_runs(args) -> int:
         tagged = runs.set_label(args.tags[0], tags=args.tags[1])
         print(f"tags of {args.tags[0]}: {', '.join(tagged.tags) or '(none)'}")
         return 0
-    from core.data import fingerprint
+    from core.data import fingerprint, renames
 
     all_runs = jobs.list_runs()
     data = fingerprint.data_states(
@@ -150,9 +150,33 @@ def cmd_runs(args) -> int:
             print(f"    tags: {', '.join(r.tags)}")
         for w in r.warnings:
             print(f"    warning: {w}")
+        if moved := renames.renamed_to(r.config.dataset):
+            print(f"    dataset {r.config.dataset} renamed to {moved}")
         state, now = data[r.run_id]
         if line := fingerprint.describe_state(state, r.config.dataset_fingerprint, now):
             print(f"    {line}")
+    return 0
+
+
+def cmd_trash(args) -> int:
+    """Deleted runs and datasets stay in their trash until a person empties it here (with --yes)."""
+    from core.data import trash_empty
+
+    items = trash_empty.plan(args.older_than)
+    if not args.empty:
+        for i in items:
+            print(f"{i.where:24s} {i.entry.entry:48s} {i.size:>12,d} B  deleted {_when(i.entry.deleted_at)}")
+        print(f"{trash_empty.describe(items)} in the trash; `python -m core trash --empty --yes` frees them")
+        return 0
+    print(f"will free {trash_empty.describe(items)}")
+    if not items:
+        return 0
+    if not args.yes:
+        raise UserError("nothing removed; add --yes to empty the trash for good")
+    done, freed = trash_empty.empty(items)
+    from core.validation import human_bytes
+
+    print(f"emptied {done} trash entr{'y' if done == 1 else 'ies'}, freed {human_bytes(freed)}")
     return 0
 
 
@@ -625,6 +649,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="at most this many images")
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
     p.set_defaults(fn=cmd_compare)
+    p = sub.add_parser(
+        "trash", help="what the trash holds (runs, datasets, images); --empty --yes removes it"
+    )
+    p.add_argument("--empty", action="store_true", help="remove trash entries for good (needs --yes)")
+    p.add_argument("--older-than", type=float, metavar="DAYS", help="only entries deleted more than DAYS ago")
+    p.add_argument(
+        "--yes", action="store_true", help="really remove them (without it, only say what would go)"
+    )
+    p.set_defaults(fn=cmd_trash)
     dataset_cli.add_parser(sub)  # dataset new|add|rm|mv|rename|restore|trash|ls (core/dataset_cli.py)
     p = sub.add_parser(
         "fix", help="relabel, set aside or keep images of a folder dataset; undo; list the fixes"

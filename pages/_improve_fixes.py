@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.analysis import evaluation_runs
-from core.data import fixes
+from core.data import fixes, renames
 from core.errors import UserError
 from core.training import progress, retrain, runs
 from pages import _shared
@@ -185,7 +185,7 @@ def _live_compare(old_id: str, new_id: str) -> None:
 
 def retrain_section(dataset: str, run: runs.Run | None) -> None:
     st.subheader("Retrain with these fixes")
-    if run is None or run.config.dataset != dataset:
+    if run is None or not renames.same_dataset(run.config.dataset, dataset):
         st.caption(
             "Pick a run trained on this dataset as the active run (sidebar) to retrain it after fixing."
         )

@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from core.analysis import evaluation, evaluation_runs, hardest
-from core.data import fixes
+from core.data import fixes, renames
 from core.data.images import upscale_to
 from core.errors import UserError
 from core.training import runs
@@ -57,7 +57,7 @@ def _evaluate_now(run: runs.Run) -> None:
 def _evidence_rows(dataset: str, run: runs.Run, result: evaluation.EvaluationResult, indices: np.ndarray,
                    root: Path | None, key: str) -> None:  # fmt: skip
     names = result.class_names
-    fixable = root is not None and run.config.dataset == dataset and bool(result.paths)
+    fixable = root is not None and renames.same_dataset(run.config.dataset, dataset) and bool(result.paths)
     handled = fixes.handled(dataset)
     rels = {
         int(i): _improve_fixes.rel_path(root, result.paths[int(i)]) if result.paths else "" for i in indices
@@ -113,7 +113,7 @@ def section(dataset: str, run: runs.Run | None, root: Path | None) -> None:
         if st.button("Evaluate the run now", key="imp_evaluate"):
             _evaluate_now(run)
         return
-    if run.config.dataset != dataset:
+    if not renames.same_dataset(run.config.dataset, dataset):
         st.caption(
             f"Run {run.run_id} was trained on {run.config.dataset}; fixes apply to the active dataset only."
         )

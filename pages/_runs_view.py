@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analysis import export
+from core.data import renames
 from core.data.fingerprint import short
 from core.errors import UserError
 from core.training import progress, runs
@@ -128,6 +129,11 @@ def _one_run(run: runs.Run) -> None:
     if run.config.dataset_fingerprint:
         st.caption(
             f"Trained on **{run.config.dataset}**, fingerprint `{short(run.config.dataset_fingerprint)}`"
+            + (
+                f" · dataset renamed to **{moved}**"
+                if (moved := renames.renamed_to(run.config.dataset))
+                else ""
+            )
         )
     c1, c2, c3, c4 = st.columns([2, 3, 2, 1], vertical_alignment="bottom")
     c1.text_input("Name", run.name, key=f"name_{run.run_id}", max_chars=80)

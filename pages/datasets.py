@@ -8,7 +8,7 @@ import streamlit as st
 from core import figures
 from core.data import augmentation, datasets, keras_datasets
 from core.errors import UserError
-from pages import _dataset_build, _dataset_manage, _shared
+from pages import _dataset_build, _dataset_manage, _shared, _trash_empty
 
 
 @st.cache_data(show_spinner="Checking every image…", max_entries=8)
@@ -105,6 +105,7 @@ def main() -> None:
     st.title("Datasets")
     _shared.start_here()
     _dataset_manage.undo_box()
+    _trash_empty.empty_box()
     _dataset_manage.import_box()
     _dataset_build.build_box()
     name = st.session_state.get("active_dataset")

@@ -7,7 +7,7 @@ import importlib
 
 import streamlit as st
 
-from core.data import datasets
+from core.data import datasets, renames
 from core.errors import UserError
 from pages import _improve_audit, _improve_fixes, _improve_hardest, _shared
 
@@ -34,7 +34,7 @@ def main() -> None:
         _shared.error(exc)
         return
     root = info.path if info.kind == "folder" and dataset != datasets.EMBEDDED_DATASET else None
-    audited = run.run_id if run is not None and run.config.dataset == dataset else None
+    audited = run.run_id if run is not None and renames.same_dataset(run.config.dataset, dataset) else None
     st.caption(f"Dataset **{info.title}**" + (f" · run **{audited}**" if audited else " · no run of this dataset active")
                + (" · read-only: keep decisions only" if dataset == datasets.EMBEDDED_DATASET else ""))  # fmt: skip
     _improve_fixes.notices()

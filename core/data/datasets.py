@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from core import atomic, options
-from core.data import decode_cache, keras_datasets, trash
+from core.data import decode_cache, keras_datasets, renames, trash
 from core.data.images import ALLOWED_EXTENSIONS, load_image, to_mode, to_uint8_input
 from core.errors import UserError
 from core.paths import EMBEDDED_DATASET, REPO_ROOT, data_dir, embedded_dataset_dir, runs_dir
@@ -211,6 +211,8 @@ def get_dataset(name: str) -> DatasetInfo:
     p = data_dir() / name
     if p.is_dir():
         return scan_folder(p)
+    if (now := renames.current_name(name)) is not None:  # renamed since: runs keep their old name
+        return scan_folder(data_dir() / now)
     raise UserError(f"unknown dataset {name!r}; `python -m core datasets` lists them")
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from core import atomic, options, paths
-from core.data import keras_datasets, trash
+from core.data import file_moves, keras_datasets, renames, trash
 from core.data.datasets import GRAY_MODES, SPLIT_ALIASES, SPLIT_FOLDERS, SPLITS
 from core.data.images import ALLOWED_EXTENSIONS, load_image, to_mode
 from core.data.importer import check_dataset_name, encoded_image, safe_stem, upload_name_problem
@@ -221,7 +221,7 @@ def new_dataset(name: str, classes: list[str], layout: str = "flat") -> Path:
 
 
 def rename_dataset(old: str, new: str) -> Path:
-    """data/<old> becomes data/<new> (runs trained on it keep naming the old one)."""
+    """data/<old> becomes data/<new>; runs trained on it keep the old name and find it through `core.data.renames`."""
     src = _dataset_path(old)
     check_dataset_name(new)
     if new == old:
@@ -230,9 +230,11 @@ def rename_dataset(old: str, new: str) -> Path:
     if taken is not None:
         raise UserError(f"a dataset named {taken} already exists")
     dst = src.parent / new
+    before = renames.record(old, new)  # first: a ledger entry for a folder that still exists is ignored
     try:
         os.rename(src, dst)
     except OSError as exc:
+        renames.undo_record(old, before)
         raise UserError(f"cannot rename {old} ({exc.strerror or exc})") from None
     return dst
 
@@ -481,23 +483,14 @@ def move_image(dataset: str, rel_path: str, to_class: str) -> str:
         raise UserError(f"{rel_path} is already in class {cls}")
     folder = _class_folder(t, split, to_class)
     src = t.path / rel_path
-    stem, ext = os.path.splitext(name)
-    taken = _taken_names(folder)
-    for n in range(10_000):
-        new = name if n == 0 else f"{stem}-{n}{ext}"
-        if new.lower() in taken:
-            continue
-        taken.add(new.lower())
-        try:
-            if not _link_new(src, folder / new):
-                continue
-            if src.exists():  # linked: the old name goes; a rename fallback already moved it
-                src.unlink()
-        except OSError as exc:
-            raise UserError(f"cannot move {rel_path} ({exc.strerror or exc})") from None
-        _touch(t.path)
-        return f"{split}/{to_class}/{new}" if split else f"{to_class}/{new}"
-    raise UserError(f"too many files named {stem}* in class {to_class}")
+    try:
+        new = file_moves.move_no_replace(src, folder, name, first_suffix=1, taken=_taken_names(folder))
+    except OSError as exc:
+        raise UserError(f"cannot move {rel_path} ({exc.strerror or exc})") from None
+    if new is None:
+        raise UserError(f"too many files named {os.path.splitext(name)[0]}* in class {to_class}")
+    _touch(t.path)
+    return f"{split}/{to_class}/{new}" if split else f"{to_class}/{new}"
 
 
 def thumbnail(dataset: str, rel_path: str, side: int = 96) -> np.ndarray:

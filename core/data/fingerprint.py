@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import atomic
-from core.data import keras_datasets
+from core.data import keras_datasets, renames
 from core.data.datasets import DatasetInfo, get_dataset
 from core.data.images import MAX_FILE_BYTES
 from core.errors import UserError
@@ -213,7 +213,11 @@ def _folder_signature(name: str) -> tuple | None:
     """(path, mtime_ns) of a folder dataset's root, split and class folders; None when not a folder dataset."""
     if name in keras_datasets.SOURCES or not name or "/" in name or name.startswith("."):
         return None
-    root = embedded_dataset_dir() if name == EMBEDDED_DATASET else data_dir() / name
+    root = (
+        embedded_dataset_dir()
+        if name == EMBEDDED_DATASET
+        else data_dir() / (renames.current_name(name) or name)
+    )
     sig: list[tuple[str, int]] = []
     level = [root]
     try:

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from core import atomic
-from core.data import datasets
+from core.data import datasets, file_moves
 from core.errors import UserError
 from core.paths import EMBEDDED_DATASET, runs_dir
 
@@ -179,49 +179,21 @@ def _check_image(info: datasets.DatasetInfo, root: Path, rel: str) -> None:
         raise UserError(f"{rel} is not an image file")
 
 
-def _free_name(folder: Path, name: str) -> str:
-    """`name`, or `stem-2.ext`, `stem-3.ext`, ... when taken: a move never replaces a file."""
-    stem, ext = os.path.splitext(name)
-    for n in range(1, 10_000):
-        candidate = name if n == 1 else f"{stem}-{n}{ext}"
-        if not os.path.lexists(folder / candidate):
-            return candidate
-    raise UserError(f"too many files named like {name} in {folder.name}")
-
-
 def _move_file(root: Path, src_rel: str, dst_rel: str) -> str:
-    """The one place a fix moves a file (the merger may route relabels through core.data.editing.move_image).
-
-    A hard link then an unlink: the link fails if the target exists, so nothing is ever replaced, and a crash in
-    between leaves the image in both places rather than in neither. Where links are not supported, a checked
-    rename. Returns the path actually used (a taken name gets a suffix)."""
+    """The one place a fix moves a file, by `core.data.file_moves` (never replaces; a taken name becomes
+    `stem-2.ext`, `stem-3.ext`, ...). Returns the path actually used."""
     src = root / src_rel
     dst_dir = (root / dst_rel).parent
     if dst_dir.is_symlink():
         raise UserError(f"{dst_dir.relative_to(root)} is a link; the app does not move images into links")
     dst_dir.mkdir(parents=True, exist_ok=True)
-    for _ in range(5):
-        name = _free_name(dst_dir, PurePosixPath(dst_rel).name)
-        dst = dst_dir / name
-        try:
-            os.link(src, dst, follow_symlinks=False)
-        except FileExistsError:
-            continue  # taken in the meantime: try the next free name
-        except OSError:
-            if os.path.lexists(dst):
-                continue
-            try:
-                os.rename(src, dst)
-            except OSError as exc:
-                raise UserError(f"could not move {src_rel}: {exc.strerror or exc}") from None
-            return dst.relative_to(root).as_posix()
-        try:
-            os.unlink(src)
-        except OSError as exc:
-            os.unlink(dst)
-            raise UserError(f"could not move {src_rel}: {exc.strerror or exc}") from None
-        return dst.relative_to(root).as_posix()
-    raise UserError(f"could not find a free name for {dst_rel}")
+    try:
+        name = file_moves.move_no_replace(src, dst_dir, PurePosixPath(dst_rel).name, first_suffix=2)
+    except OSError as exc:
+        raise UserError(f"could not move {src_rel}: {exc.strerror or exc}") from None
+    if name is None:
+        raise UserError(f"could not find a free name for {dst_rel}")
+    return (dst_dir / name).relative_to(root).as_posix()
 
 
 def _touch(root: Path) -> None:

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core import figures
-from core.data import fingerprint
+from core.data import fingerprint, renames
 from core.training import runs
 
 
@@ -98,7 +98,7 @@ def runs_table(all_runs: list[runs.Run]) -> list[dict]:
             "run": warning_marker(r) + r.short_label(),
             "status": r.state + (f": {r.status['error']}" if r.status.get("error") else ""),
             "warnings": "; ".join(r.warnings),
-            "data": data[r.run_id][0],
+            "data": data[r.run_id][0] + (f", renamed to {moved}" if (moved := renames.renamed_to(r.config.dataset)) else ""),
             "epochs": f"{r.status.get('epochs_done', 0)}/{r.config.epochs}",
             "best val acc": round(acc, 4) if isinstance(acc, int | float) else None,
             "duration s": round(d) if (d := runs.duration(r.status)) else None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from core.data import renames
 from core.errors import UserError
 from core.training import jobs, runs
 
@@ -24,7 +25,7 @@ def same_settings(run: runs.Run) -> TrainRequest:
     cfg = run.config
     h, w, c = cfg.input_shape
     req = TrainRequest(
-        dataset=cfg.dataset, preset=cfg.preset, epochs=cfg.epochs, batch_size=cfg.batch_size,
+        dataset=renames.current_name(cfg.dataset) or cfg.dataset, preset=cfg.preset, epochs=cfg.epochs, batch_size=cfg.batch_size,
         optimizer=cfg.optimizer, learning_rate=cfg.learning_rate, seed=cfg.seed, val_split=cfg.val_split,
         image_size=(h, w) if h and w else None, channels=c or None, class_weights=cfg.class_weights,
         early_stopping=cfg.early_stopping, restore_best=cfg.restore_best, target_accuracy=cfg.target_accuracy,

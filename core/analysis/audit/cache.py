@@ -14,7 +14,7 @@ from pathlib import Path
 
 from core import atomic
 from core.analysis.audit.report import AuditReport
-from core.data import datasets, decode_cache
+from core.data import datasets, decode_cache, renames
 from core.errors import UserError
 from core.paths import runs_dir
 from core.training import runs
@@ -81,7 +81,7 @@ def resolve_run(dataset: str, run_id: str | None) -> runs.Run | None:
     if run_id is None:
         return None
     run = runs.get_run(run_id)
-    if run.config.dataset != dataset:
+    if not renames.same_dataset(run.config.dataset, dataset):
         raise UserError(f"run {run.run_id} was trained on {run.config.dataset}, not {dataset}")
     return run
 

@@ -1,0 +1,37 @@
+"""Datasets page: "Empty trash" — remove deleted runs, datasets and images for good, after a confirmation."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.data import trash_empty
+from core.errors import UserError
+from core.validation import human_bytes
+from pages import _shared
+
+
+def _empty() -> None:
+    try:
+        done, freed = trash_empty.empty(trash_empty.plan())
+    except UserError as exc:
+        st.session_state.trash_empty_error = str(exc)
+        return
+    for key in ("deleted_datasets", "deleted_runs"):  # their undo buttons would point at nothing now
+        st.session_state.pop(key, None)
+    st.session_state.trash_emptied = f"Emptied the trash: {done} entries, {human_bytes(freed)} freed."
+    _shared.catalog.clear()
+
+
+def empty_box() -> None:
+    """Shown only while the trash holds something the app put there."""
+    if "trash_empty_error" in st.session_state:
+        _shared.error(st.session_state.pop("trash_empty_error"))
+    if done := st.session_state.pop("trash_emptied", None):
+        st.caption(done)
+    items = trash_empty.plan()
+    if not items:
+        return
+    with st.popover(f"Empty trash ({trash_empty.describe(items)})", icon=":material/delete_forever:"):
+        st.write(f"Remove **{trash_empty.describe(items)}** (deleted runs, datasets and images) for good? "
+                 "This cannot be undone.")  # fmt: skip
+        st.button("Yes, empty the trash", key="confirm_empty_trash", type="primary", on_click=_empty)
