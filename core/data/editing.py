@@ -355,25 +355,11 @@ def _publish(folder: Path, stem: str, ext: str, data: bytes, taken: set[str]) ->
             if name.lower() in taken:
                 continue
             taken.add(name.lower())
-            if _link_new(tmp, folder / name):
+            if file_moves.link_new(tmp, folder / name):
                 return name
         raise UserError(f"too many files named {stem}* in {folder.name}")
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _link_new(src: Path, dst: Path) -> bool:
-    """Give `src` the new name `dst`; False when `dst` exists. Without hard links, a checked rename."""
-    try:
-        os.link(src, dst)
-        return True
-    except FileExistsError:
-        return False
-    except OSError:
-        if os.path.lexists(dst):
-            return False
-        os.rename(src, dst)
-        return True
 
 
 def add_images(

@@ -13,24 +13,35 @@ from pathlib import Path
 MAX_NAMES = 10_000  # names tried before giving up
 
 
-def claim(src: Path, dst: Path) -> bool:
-    """Give the file `src` the new name `dst` and drop the old one; False when `dst` exists (nothing moved).
-
-    OSError when the move fails; a link whose old name cannot be removed is taken back first."""
+def link_new(src: Path, dst: Path) -> bool:
+    """Give `src` the extra name `dst`; False when `dst` exists. Where links are not supported, a rename checked
+    just before (then `src` is gone). A link to a symlink links the link itself, where the platform allows."""
     try:
-        os.link(src, dst, follow_symlinks=False)
+        if os.link in os.supports_follow_symlinks:
+            os.link(src, dst, follow_symlinks=False)
+        else:
+            os.link(src, dst)
     except FileExistsError:
         return False
     except OSError:
         if os.path.lexists(dst):
             return False
         os.rename(src, dst)
-        return True
-    try:
-        os.unlink(src)
-    except OSError:
-        os.unlink(dst)
-        raise
+    return True
+
+
+def claim(src: Path, dst: Path) -> bool:
+    """Give the file `src` the new name `dst` and drop the old one; False when `dst` exists (nothing moved).
+
+    OSError when the move fails; a link whose old name cannot be removed is taken back first."""
+    if not link_new(src, dst):
+        return False
+    if os.path.lexists(src):  # linked, not renamed: drop the old name
+        try:
+            os.unlink(src)
+        except OSError:
+            os.unlink(dst)
+            raise
     return True
 
 
