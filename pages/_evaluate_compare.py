@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analysis import comparison
+from core.data import renames
 from core.errors import UserError
 from core.training import runs
 from core.validation import human_bytes
@@ -31,7 +32,7 @@ def _key(a: str, b: str) -> tuple:
 def _candidates(run: runs.Run) -> list[runs.Run]:
     """Other runs with a model on the same dataset and classes (anything else would be refused)."""
     return [r for r in _shared.list_runs() if r.run_id != run.run_id and r.has_model
-            and r.config.dataset == run.config.dataset and r.class_names == run.class_names]  # fmt: skip
+            and renames.same_now(r.config.dataset, run.config.dataset) and r.class_names == run.class_names]  # fmt: skip
 
 
 def _compare(a: str, b: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core import paths
-from core.analysis import evaluation_runs
+from core.analysis import comparison, evaluation_runs
 from core.analysis.audit import cache as audit_cache
 from core.data import datasets, editing, fingerprint, renames
 from core.errors import UserError
@@ -58,6 +58,11 @@ def test_a_run_follows_its_renamed_dataset_in_process_and_in_the_cli():
     assert not ev.exception and "unknown dataset" not in texts(ev) and not ev.error
     ledger = json.loads((paths.data_dir() / renames.LEDGER).read_text())
     assert ledger == {"shapes": "figures"}
+    # a run trained after the rename compares with one from before it (same data, two names on record)
+    later = train_tiny_run("figures")
+    report = comparison.compare_runs(run.run_id, later.run_id)
+    assert report.dataset == "shapes" and report.num_samples > 0
+    assert not renames.same_now("shapes", "other") and renames.same_now("shapes", "figures")
 
 
 def test_chains_resolve_and_a_real_folder_wins_over_the_ledger():

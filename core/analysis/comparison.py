@@ -24,7 +24,7 @@ import numpy as np
 
 from core.analysis.prediction import batched_outputs
 from core.analysis.probabilities import to_probabilities
-from core.data import datasets
+from core.data import datasets, renames
 from core.errors import UserError
 from core.models import loading
 from core.training import runs
@@ -142,7 +142,7 @@ def check_comparable(run_a: runs.Run, run_b: runs.Run) -> None:
         if not r.has_model:
             raise UserError(f"run {r.run_id} has no saved model yet")
     ca, cb = run_a.config, run_b.config
-    if ca.dataset != cb.dataset:
+    if not renames.same_now(ca.dataset, cb.dataset):
         raise UserError(f"the runs were trained on different datasets ({ca.dataset} vs {cb.dataset}); "
                         "compare runs of one dataset")  # fmt: skip
     if list(ca.class_names) != list(cb.class_names):

@@ -108,6 +108,11 @@ def renamed_to(name: str) -> str | None:
     return now if now != name else None
 
 
+def same_now(a: str, b: str) -> bool:
+    """Two runs' recorded dataset names name one dataset today (equal, or renamed to the same one since)."""
+    return a == b or (current_name(a) or a) == (current_name(b) or b)
+
+
 def same_dataset(run_dataset: str, dataset: str) -> bool:
     """Whether a run's recorded dataset name is `dataset` now (itself, or renamed to it since)."""
     return run_dataset == dataset or (bool(run_dataset) and current_name(run_dataset) == dataset)
