@@ -80,6 +80,9 @@ def follow_run(run_id: str) -> None:
     st.session_state.follow_run = run_id
 
 
+ECHO_GRACE_S = 5.0
+
+
 def _picked_run() -> None:
     """A person picked a run in the sidebar: that choice wins over following the run they started."""
     st.session_state.follow_run = None
@@ -91,6 +94,7 @@ def use_run(run_id: str) -> None:
     value and sends it back with the next full rerun; the pending choice wins over that stale value."""
     st.session_state.active_run = run_id
     st.session_state.pending_run = run_id
+    st.session_state.chosen_run = (run_id, time.time())
     _picked_run()
 
 
@@ -108,6 +112,11 @@ def _active_run_picker() -> None:
         return
     following = st.session_state.get("follow_run")
     pending = st.session_state.pop("pending_run", None)
+    chosen = st.session_state.get("chosen_run")
+    if pending is None and chosen and time.time() - chosen[1] < ECHO_GRACE_S:
+        # a request the browser sent before it drew the button's choice carries the old sidebar value (and fires
+        # _picked_run); for a few seconds after a button picked a run, that echo cannot undo it
+        pending = chosen[0]
     if pending in ids:
         st.session_state.active_run = pending
     elif following in ids:  # the run just started has saved a model (after its first epoch) or has finished

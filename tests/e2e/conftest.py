@@ -121,6 +121,16 @@ def page(browser):
     ctx.close()
 
 
+def press_train(page, numbers: dict[str, int], settle_ms: int = 1000) -> None:
+    """Type the Train form's numbers (label -> value), let the reruns they start settle, then press Train."""
+    for label, value in numbers.items():
+        box = page.get_by_label(label)
+        box.fill(str(value))
+        box.press("Enter")
+    page.wait_for_timeout(settle_ms)
+    page.get_by_role("button", name="Train", exact=True).click()
+
+
 def screenshot(page, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

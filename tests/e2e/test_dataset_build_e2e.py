@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import LAUNCH_ARGS, screenshot
+from tests.e2e.conftest import LAUNCH_ARGS, press_train, screenshot
 from tests.helpers import make_image_folder
 
 pytestmark = pytest.mark.e2e
@@ -89,14 +89,7 @@ def test_build_train_and_classify_in_the_browser(app_server, cam_page, tmp_path)
     expect(
         page.get_by_role("main").get_by_text("updown", exact=True).first
     ).to_be_visible()  # the active dataset
-    epochs = page.get_by_label("Epochs")
-    epochs.fill("1")
-    epochs.press("Enter")
-    batch = page.get_by_label("Batch size")
-    batch.fill("8")
-    batch.press("Enter")
-    page.wait_for_timeout(1000)
-    page.get_by_role("button", name="Train", exact=True).click()
+    press_train(page, {"Epochs": 1, "Batch size": 8})
     expect(page.get_by_text("completed", exact=True).first).to_be_visible(timeout=300_000)
     expect(page.get_by_text("Active run", exact=True)).to_be_visible()
 

@@ -9,17 +9,13 @@ import time
 from playwright.sync_api import expect
 
 from core.training import jobs, runs
-from tests.e2e.conftest import AppServer
+from tests.e2e.conftest import AppServer, press_train
 
 
 def _start_training(page, url: str, epochs: int) -> None:
     page.goto(f"{url}/train")
     expect(page.get_by_text("Model summary").first).to_be_visible(timeout=90_000)
-    box = page.get_by_label("Epochs")
-    box.fill(str(epochs))
-    box.press("Enter")
-    page.wait_for_timeout(1000)
-    page.get_by_role("button", name="Train", exact=True).click()
+    press_train(page, {"Epochs": epochs})
 
 
 def _new_run(runs_dir, known: set[str], timeout: float = 60) -> str:

@@ -10,7 +10,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from core.paths import embedded_dataset_dir
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import press_train, screenshot
 
 # epochs drawn in the live loss/accuracy figure (the one whose subplot titles say "loss")
 CURVE_POINTS = """() => Math.max(0, ...[...document.querySelectorAll('.js-plotly-plot')]
@@ -64,14 +64,7 @@ def test_new_user_journey(app_server, page, tmp_path):
     # 2. Train the default preset for 2 epochs and watch the curve grow
     page.get_by_test_id("stSidebar").get_by_role("link", name="Train").click()
     expect(page.get_by_text("Model summary").first).to_be_visible()
-    epochs = page.get_by_label("Epochs")
-    epochs.fill("2")
-    epochs.press("Enter")
-    batch = page.get_by_label("Batch size")  # smaller batches: epochs long enough to see the curve at 1 point
-    batch.fill("32")
-    batch.press("Enter")
-    page.wait_for_timeout(1000)
-    page.get_by_role("button", name="Train", exact=True).click()
+    press_train(page, {"Epochs": 2, "Batch size": 32})  # smaller batches: epochs long enough to see the curve
     seen: set[int] = set()
     done = page.get_by_text("completed", exact=True).first
     for _ in range(600):

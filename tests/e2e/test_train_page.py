@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from core.training.runs import default_name
-from tests.e2e.conftest import AppServer, screenshot
+from tests.e2e.conftest import AppServer, press_train, screenshot
 from tests.helpers import wait_for
 
 
@@ -29,11 +29,7 @@ def test_train_one_epoch_from_the_browser(app_server, page):
     expect(page.get_by_text("Model summary").first).to_be_visible(timeout=60_000)
     spare_ready = lambda: any((app_server.runs_dir / ".spare").glob("*/ready.json"))  # noqa: E731
     assert wait_for(spare_ready, timeout=120), "the Train page started no warm spare"
-    epochs = page.get_by_label("Epochs")
-    epochs.fill("1")
-    epochs.press("Enter")
-    page.wait_for_timeout(1500)
-    page.get_by_role("button", name="Train", exact=True).click()
+    press_train(page, {"Epochs": 1}, settle_ms=1500)
     expect(page.get_by_text("completed", exact=True).first).to_be_visible(timeout=240_000)
     curves = page.locator(".js-plotly-plot").first
     expect(curves).to_be_visible()
