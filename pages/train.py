@@ -93,8 +93,8 @@ def main() -> None:
     _train_dynamics.render()
     _runs_view.render()
     _runs_view.export_active()
-    # a spare job process imports TensorFlow while the form is filled in, so Train starts in seconds
-    spare.ensure(busy=any(r.state in runs.ACTIVE_STATES for r in jobs.list_runs()))
+    # a spare job process imports TensorFlow and prepares the form's settings, so Train starts in seconds
+    spare.ensure(busy=any(r.state in runs.ACTIVE_STATES for r in jobs.list_runs()), prepare=cfg.to_dict())
 
 
 main()

@@ -4,14 +4,16 @@ other settings are never used, and a spare leaves when its launcher is gone."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 
+import numpy as np
 import psutil
 import pytest
 
-from core import atomic
-from core.training import jobs, runs, spare, trainer
+from core import atomic, paths
+from core.training import jobs, prepared, runs, spare, trainer
 from core.training.runs import process_start_time
 from tests.helpers import make_dataset, wait_for
 
@@ -58,6 +60,76 @@ def test_a_run_handed_to_the_spare_trains_there_and_a_new_spare_follows(warm):
     (new_home, _p, new_info) = spare.spares()[0]
     (new_home / "leave").touch()
     assert wait_for(lambda: not new_home.exists(), timeout=120), "a spare asked to leave stays"
+
+
+def _prepared_spare(cfg) -> tuple:
+    """Ask for `cfg` to be prepared and wait until a spare has it."""
+    assert spare.ensure(prepare=cfg.to_dict())
+    assert wait_for(lambda: [p for _h, p, _i in spare.spares()] == ["ready"], timeout=120), spare.spares()
+    ((home, _phase, info),) = spare.spares()
+    assert wait_for(lambda: (home / spare.PREPARED_FILE).is_file(), timeout=120), "the spare prepared nothing"
+    assert atomic.read_json(home / spare.PREPARED_FILE, {})["ok"] is True, (home / "spare.log").read_text()
+    return home, info
+
+
+def _weights(run) -> list:
+    from core.models.loading import load_model
+
+    return load_model(run.path / "model.keras").get_weights()
+
+
+@pytest.mark.slow
+def test_a_run_the_spare_prepared_is_the_run_a_fresh_process_trains(warm, monkeypatch):
+    """Same weights to the bit and the same curves: the throwaway step and everything put back change nothing.
+    And a dataset changed after preparing is loaded again, not taken from the spare."""
+    name = make_dataset(per_class=10)
+    builder = {"conv_blocks": 2, "filters": 4, "dropout": 0.3, "dense_units": 8, "augmentation": True,
+               "batch_norm": True}  # fmt: skip
+    req = trainer.TrainRequest(dataset=name, preset="custom", builder=builder, epochs=2, batch_size=4,
+                               class_weights="balanced", learning_rate=3e-3)  # fmt: skip
+    _prepared_spare(trainer.resolve(req))
+    prepared = jobs.wait(jobs.launch(trainer.start_run(req)).run_id, timeout_s=120)
+    assert prepared.state == "completed" and prepared.status.get("prepared_s"), prepared.status
+    monkeypatch.setenv(spare.SWITCH_ENV, "0")
+    fresh = jobs.wait(jobs.launch(trainer.start_run(req)).run_id, timeout_s=180)
+    assert (
+        fresh.state == "completed" and "prepared_s" not in fresh.status and not fresh.status.get("warm_start")
+    )
+    a, b = _weights(prepared), _weights(fresh)
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    curves = [[(e["loss"], e["val_loss"], e["val_accuracy"]) for e in runs.read_progress(r.path)[0]]
+              for r in (prepared, fresh)]  # fmt: skip
+    assert curves[0] == curves[1] and len(curves[0]) == 2
+
+    monkeypatch.setenv(spare.SWITCH_ENV, "1")
+    _prepared_spare(trainer.resolve(req))
+    folder = paths.data_dir() / name / "circle"
+    shutil.copy(sorted(folder.iterdir())[0], folder / "added.png")
+    changed = jobs.wait(jobs.launch(trainer.start_run(req)).run_id, timeout_s=120)
+    assert changed.state == "completed" and changed.status["warm_start"] is True
+    assert "prepared_s" not in changed.status, "trained on images prepared before the dataset changed"
+    assert changed.status["train_images"] + changed.status["val_images"] == 31
+
+
+def test_prepared_parts_fit_only_the_run_they_were_prepared_for():
+    cfg = trainer.resolve(trainer.TrainRequest(dataset=make_dataset(per_class=4), preset="fast", epochs=1))
+    cfg = cfg.replace(dataset_fingerprint="fp1:abc")
+
+    def offer(fp="fp1:abc", shaped=cfg):
+        prepared._slot = prepared.Prepared(prepared.shaping_settings(shaped), fp, None, None, None, 1.0)  # type: ignore[arg-type]
+
+    for run_cfg in (cfg, cfg.replace(epochs=9, pinned=["a.png"], lr_schedule="one-cycle", run_id="r2")):
+        offer()
+        assert prepared.take(run_cfg) is not None, (
+            "a setting that acts after the build blocked the prepared parts"
+        )
+        assert prepared.take(run_cfg) is None, "taken twice"
+    for other in (cfg.replace(learning_rate=0.5), cfg.replace(batch_size=3), cfg.replace(seed=1),
+                  cfg.replace(dataset_fingerprint="fp1:changed"), cfg.replace(builder={"filters": 8})):  # fmt: skip
+        offer()
+        assert prepared.take(other) is None, f"prepared parts given to another run: {other}"
+    offer(fp=None)
+    assert prepared.take(cfg) is None, "prepared without a fingerprint, so its data cannot be checked"
 
 
 def test_a_claim_is_exclusive_and_records_the_process_before_the_job(warm):

@@ -36,6 +36,8 @@ IDLE_ENV = "CONVNET_SPARE_IDLE_S"
 DEFAULT_IDLE_S = 1800.0
 POLL_S = 0.05
 FAILED_FILE = "failed.json"
+REQUEST_FILE = "prepare.json"  # what the Train form would start now (core.training.prepared)
+PREPARED_FILE = "prepared.json"  # in a spare's folder: what it prepared last (ok: parts are ready)
 RETRY_AFTER_FAILURE_S = 300.0
 _KEY_ENV_PREFIXES = ("CONVNET_", "TF_", "CUDA_", "KERAS_", "XLA_", "OMP_", "PYTHON")
 _spawned: list[subprocess.Popen] = []
@@ -101,14 +103,17 @@ def spares() -> list[tuple[Path, str, dict | None]]:
     return [(home, *_info(home)) for home in sorted(root.iterdir()) if home.is_dir()]
 
 
-def ensure(busy: bool = False) -> bool:
+def ensure(busy: bool = False, prepare: dict[str, Any] | None = None) -> bool:
     """Keep one spare for this launcher's settings; True when one is ready or warming.
 
     `busy`: a run is training, so a new spare would take CPU from it; one is started later instead. Spares of
     other settings or older code are asked to leave; folders of spares that died are removed (we made them).
+    `prepare`: the resolved config the Train form would start now; the spare prepares it (core.training.prepared).
     """
     if not enabled():
         return False
+    if prepare is not None:
+        ask_to_prepare(prepare)
     key = settings_key()
     have = False
     for home, phase, info in spares():
@@ -131,6 +136,14 @@ def ensure(busy: bool = False) -> bool:
         return False
     _spawn(key)
     return True
+
+
+def ask_to_prepare(config: dict[str, Any]) -> None:
+    """Tell spares what the Train form would start now (written only when it changed: the spare re-reads it)."""
+    path = spare_root() / REQUEST_FILE
+    if atomic.read_json(path, None) != config:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(path, config)
 
 
 def _older_than(path: Path, seconds: float) -> bool:
@@ -220,13 +233,47 @@ def _parent_alive(pid: int, started: float | None) -> bool:
     return runs.process_matches(pid, started, strict=False)
 
 
-def wait_for_job(home: Path, parent: int, parent_start: float | None, idle_s: float) -> str | None:
-    """Poll for job.json; None when it is time to leave (folder gone, parent gone, idle, asked to)."""
+class _Requests:
+    """The Train page's prepare.json, handed to core.training.prepared each time it changes."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = spare_root() / REQUEST_FILE
+        self.scratch = home / "scratch"
+        self.stamp: tuple[int, int] | None = None
+
+    def poll(self) -> None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return
+        if (st.st_mtime_ns, st.st_size) == self.stamp:
+            return
+        self.stamp = (st.st_mtime_ns, st.st_size)
+        data = atomic.read_json(self.path, None)
+        if isinstance(data, dict):
+            from core.training import prepared
+
+            t0 = time.time()
+            ok = prepared.on_request(data, self.scratch)
+            if self.scratch.parent.is_dir():  # not when it was removed meanwhile
+                atomic.write_json(self.scratch.parent / PREPARED_FILE, {"ok": ok, "request": data, "at": time.time(),
+                                                                        "seconds": time.time() - t0})  # fmt: skip
+
+
+def wait_for_job(home: Path, parent: int, parent_start: float | None, idle_s: float,
+                 requests: _Requests | None = None) -> str | None:  # fmt: skip
+    """Poll for job.json (and prepare what the Train page asks for meanwhile); None when it is time to leave
+    (folder gone, parent gone, idle, asked to)."""
     since = checked = time.time()
     while True:
         run_id = _job(home)
         if run_id:
             return run_id
+        if requests is not None:
+            requests.poll()
+            run_id = _job(home)
+            if run_id:
+                return run_id
         now = time.time()
         if now - checked >= 1.0:
             checked = now
@@ -272,7 +319,7 @@ def serve(home: Path, parent: int, parent_start: float | None, key: str) -> int:
                                            "ready_at": time.time()})  # fmt: skip
     (home / "spawn.json").unlink(missing_ok=True)
     idle = float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE_S)
-    run_id = wait_for_job(home, parent, parent_start, idle)
+    run_id = wait_for_job(home, parent, parent_start, idle, _Requests(home))
     if run_id is None:
         shutil.rmtree(home, ignore_errors=True)
         return 0

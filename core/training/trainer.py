@@ -341,8 +341,9 @@ def _preparing(out: Path) -> Callable[[float], None]:
 def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | None) -> dict[str, Any]:
     from core.data import streaming
     from core.models.loading import save_model
-    from core.training import distribute
+    from core.training import distribute, prepared
     from core.training.callbacks import ProgressWriter, StopRequest, TargetAccuracy, TrainingHealth
+    from core.training.fit_parts import build_parts
 
     cfg = run.config
     strategy_name = cfg.strategy
@@ -354,14 +355,19 @@ def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | Non
     except FileNotFoundError:
         return _gone(run)
     try:
-        importing = import_in_background("keras")
         h, w, c = cfg.input_shape
         if echo:
             echo(f"loading {cfg.dataset} at {h}x{w}x{c} ...")
-        train, val, streamed = streaming.training_splits(
-            cfg, out / "cache", _preparing(out) if is_chief else None
-        )
-        importing.join()
+        # a warm spare may have prepared exactly this run's data, model and batches (core.training.prepared)
+        ready = prepared.take(cfg) if is_chief and strategy_name == "default" else None
+        if ready is not None:
+            train, val, streamed = ready.train, ready.val, False
+        else:
+            importing = import_in_background("keras")
+            train, val, streamed = streaming.training_splits(
+                cfg, out / "cache", _preparing(out) if is_chief else None
+            )
+            importing.join()
         import keras
 
         device = configure_devices()
@@ -369,24 +375,14 @@ def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | Non
             echo(f"run {run.run_id}: {distribute.task_label()}, waiting for the other workers ...")
         # before anything runs on TensorFlow: the CPU split and the multi-worker collectives are start-up settings
         strategy = distribute.get_strategy(strategy_name)
-        keras.utils.set_random_seed(cfg.seed)
         if not len(train):
             raise UserError(f"dataset {cfg.dataset} has no readable training images")
         distribute.check_batch_size(cfg.batch_size, strategy)
         distribute.check_same_run(strategy, cfg, (len(train), len(val)))
-        k = len(cfg.class_names)
-        counts = [int((train.y == i).sum()) for i in range(k)]
-        val_counts = [int((val.y == i).sum()) for i in range(k)]
-        cw = datasets.class_weights(counts, cfg.class_weights)
-        with strategy.scope():
-            model = build_for_config(cfg)
-            architectures.compile_model(model, cfg.output_kind, cfg.label_mode, cfg.optimizer,
-                                        cfg.learning_rate, cfg.label_smoothing)  # fmt: skip
+        parts = ready.parts if ready is not None else build_parts(cfg, train, val, strategy)
+        model, train_ds, val_ds, cw = parts.model, parts.train_ds, parts.val_ds, parts.class_weight
+        val_counts = parts.val_counts
         rescaled = _has_rescaling(model)
-        train_ds = streaming.make_dataset(train, cfg.batch_size, shuffle=True, seed=cfg.seed, num_classes=k,
-                                          label_mode=cfg.label_mode)  # fmt: skip
-        val_ds = (streaming.make_dataset(val, cfg.batch_size, shuffle=False, num_classes=k, label_mode=cfg.label_mode)
-                  if len(val) else None)  # fmt: skip
         if strategy_name == "multiworker":
             train_ds = distribute.shard_by_data(train_ds)
             val_ds = distribute.shard_by_data(val_ds) if val_ds is not None else None
@@ -414,6 +410,7 @@ def _train(run: runs.Run, out, is_chief: bool, echo: Callable[[str], None] | Non
             callbacks.append(target_cb)
         runs.update_status(out, device=device, train_images=len(train), val_images=len(val),
                            params=int(model.count_params()), class_weight_values=cw, streamed=streamed,
+                           **({"prepared_s": round(ready.seconds, 2)} if ready is not None else {}),
                            **distribute.describe(strategy, strategy_name))  # fmt: skip
         if distribute.any_worker(strategy, stop_cb.requested or runs.stop_requested(out)):
             stop_cb.requested = True
