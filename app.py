@@ -2,16 +2,16 @@
 
 import streamlit as st
 
-from pages import _shared
+from pages import _shared, _sidebar
 
 st.set_page_config(page_title="ConvNet Studio", page_icon=":material/neurology:", layout="wide")
 
 pages = [
     st.Page(path, title=title, icon=icon, default=i == 0)
-    for i, (path, title, icon) in enumerate(_shared.PAGES)
+    for i, (path, title, icon) in enumerate(_sidebar.PAGES)
 ]
-page = st.navigation(pages, position="hidden")  # the sidebar draws its own links (see _shared.sidebar)
-_shared.sidebar()
+page = st.navigation(pages, position="hidden")  # the sidebar draws its own links (see _sidebar.sidebar)
+_sidebar.sidebar()
 _shared.entered(True)
 try:
     page.run()

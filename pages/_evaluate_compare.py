@@ -12,7 +12,7 @@ from core.errors import UserError
 from core.training import runs
 from core.validation import human_bytes
 from pages import _evaluate_views as views
-from pages import _shared
+from pages import _shared, _sidebar
 
 RESULT = "cmp_result"
 
@@ -89,7 +89,7 @@ def show(run: runs.Run) -> None:
         st.caption("No other run with a model on this dataset and classes: train another one to compare.")
         return
     ids = [r.run_id for r in others]
-    labels = {r.run_id: _shared.run_label(r) for r in others}
+    labels = {r.run_id: _sidebar.run_label(r) for r in others}
     if st.session_state.get("cmp_other") not in ids:
         st.session_state.cmp_other = ids[0]
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")

@@ -17,7 +17,7 @@ from core.data import renames
 from core.data.fingerprint import short
 from core.errors import UserError
 from core.training import progress, runs
-from pages import _shared
+from pages import _shared, _sidebar
 
 
 @st.cache_data(show_spinner="Exporting…", max_entries=4)
@@ -112,11 +112,14 @@ def _undo_box() -> None:
 
 
 def _one_run(run: runs.Run) -> None:
-    label = _shared.run_label(run)
+    label = _sidebar.run_label(run)
     c1, c2 = st.columns(2)
     if run.has_model:
         c1.button(
-            "Use as active run", key=f"make_active_{run.run_id}", on_click=_shared.use_run, args=(run.run_id,)
+            "Use as active run",
+            key=f"make_active_{run.run_id}",
+            on_click=_sidebar.use_run,
+            args=(run.run_id,),
         )
     with c2.popover("Delete run", icon=":material/delete:"):
         st.write(

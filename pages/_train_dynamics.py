@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.errors import UserError
 from core.training import recordings, runs
-from pages import _shared
+from pages import _shared, _sidebar
 
 REFRESH_S = 2.0
 
@@ -33,7 +33,7 @@ def _view(run_id: str) -> None:
     if not rows:
         return
     st.caption(
-        f"**{_shared.run_label(run)}**, one line per layer. Weight norm: how big each layer's weights are. "
+        f"**{_sidebar.run_label(run)}**, one line per layer. Weight norm: how big each layer's weights are. "
         "Update / weight: how far one epoch moved them, relative to their size (around 1e-3 is the usual pace; "
         "far above, the learning rate may be too high; far below, the layer has stopped learning). "
         "Dead ReLU units: the share of a layer's units (a conv layer's channels) that output 0 for every image "

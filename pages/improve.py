@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.data import datasets, renames
 from core.errors import UserError
-from pages import _improve_audit, _improve_fixes, _improve_hardest, _shared
+from pages import _improve_audit, _improve_fixes, _improve_hardest, _improve_retrain, _shared
 
 
 def _calibration(run_id: str) -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     _improve_audit.section(dataset, audited, root)
     _improve_hardest.section(dataset, run, root)
     _improve_fixes.undo_list(dataset)
-    _improve_fixes.retrain_section(dataset, run)
+    _improve_retrain.retrain_section(dataset, run)
     if run is not None and run.has_model:
         _calibration(run.run_id)
 

@@ -8,7 +8,7 @@ from core.errors import UserError
 from core.models import architectures
 from core.training import jobs, progress, runs, spare
 from core.training.trainer import resolve
-from pages import _runs_view, _shared, _train_dynamics, _train_form, _train_lr_finder
+from pages import _runs_view, _shared, _sidebar, _train_dynamics, _train_form, _train_lr_finder
 
 
 @st.cache_resource(max_entries=8, show_spinner="Building the model…")
@@ -86,15 +86,16 @@ def main() -> None:
         else:
             st.query_params["run"] = st.session_state.watch_run = run.run_id
             st.session_state.live_done = None
-            _shared.follow_run(run.run_id)
+            _sidebar.follow_run(run.run_id)
     watched = st.query_params.get("run") or st.session_state.get("watch_run")
     if watched:
         _live(watched)
     _train_dynamics.render()
-    _runs_view.render()
+    listed = _shared.list_runs()  # after the click, so a run started just now is listed (and counts as busy)
+    _runs_view.render(listed)
     _runs_view.export_active()
     # a spare job process imports TensorFlow and prepares the form's settings, so Train starts in seconds
-    spare.ensure(busy=any(r.state in runs.ACTIVE_STATES for r in jobs.list_runs()), prepare=cfg.to_dict())
+    spare.ensure(busy=any(r.state in runs.ACTIVE_STATES for r in listed), prepare=cfg.to_dict())
 
 
 main()
