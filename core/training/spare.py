@@ -60,10 +60,18 @@ def job_env() -> dict[str, str]:
     }
 
 
+_stamp: tuple[float, str] | None = None
+STAMP_TTL_S = 2.0  # the code stamp walks core/; a page rerun, its spare check and a click share one walk
+
+
 def code_stamp() -> str:
     """Newest change to the code a job runs: a spare that imported older code is not used."""
+    global _stamp
+    if _stamp is not None and time.monotonic() - _stamp[0] < STAMP_TTL_S:
+        return _stamp[1]
     newest = max((p.stat().st_mtime_ns for p in (REPO_ROOT / "core").rglob("*.py")), default=0)
-    return str(newest)
+    _stamp = (time.monotonic(), str(newest))
+    return _stamp[1]
 
 
 def settings_key(env: dict[str, str] | None = None) -> str:

@@ -218,10 +218,12 @@ class TimeLapse(keras.callbacks.Callback):
         now = self.model.get_weights()
         self.model.set_weights(self._initial)
         try:
-            self._record(0, self._setup_s + 2 * (time.perf_counter() - t0))
+            frame = self._frame()
         finally:
             self.model.set_weights(now)
             self._initial = None
+        if frame is not None:  # its seconds: keeping the initial weights, both swaps and drawing the frame
+            self._store(0, frame, self._setup_s + time.perf_counter() - t0)
 
     def on_epoch_end(self, epoch, logs=None):
         self._record_initial()
@@ -236,15 +238,24 @@ class TimeLapse(keras.callbacks.Callback):
         """The run folder was deleted while training: nothing more is recorded."""
         return self._writes.gone
 
-    def _record(self, epoch: int, extra_s: float = 0.0) -> None:
-        if self._writes.gone or self._maker is None:
-            return
+    def _record(self, epoch: int) -> None:
         t0 = time.perf_counter()
+        frame = self._frame()
+        if frame is not None:
+            self._store(epoch, frame, time.perf_counter() - t0)
+
+    def _frame(self) -> dict[str, np.ndarray] | None:
+        """The pinned images through the current weights (None once the run folder is gone)."""
+        if self._writes.gone or self._maker is None:
+            return None
         out = self._maker(self._x)
         arrays = {f"maps_{i}": m for i, m in enumerate(out["maps"])}
         arrays.update(cam=_shrink(np.rint(out["heat"] * 255.0).astype(np.uint8), CAM_SIDE), evidence=out["evidence"],
                       cam_class=out["cam_class"], probs=out["probs"])  # fmt: skip
-        seconds = round(time.perf_counter() - t0 + extra_s, 4)
+        return arrays
+
+    def _store(self, epoch: int, arrays: dict[str, np.ndarray], seconds_taken: float) -> None:
+        seconds = round(seconds_taken, 4)
         folder = recordings.timelapse_dir(self.run_dir)
 
         def write() -> None:
