@@ -4,7 +4,8 @@ import streamlit as st
 
 from pages import _shared, _sidebar
 
-st.set_page_config(page_title="ConvNet Studio", page_icon=":material/neurology:", layout="wide")
+# an emoji favicon is drawn in the browser; a ":material/..." one would be fetched from Google at every page load
+st.set_page_config(page_title="ConvNet Studio", page_icon="🧠", layout="wide")
 
 pages = [
     st.Page(path, title=title, icon=icon, default=i == 0)
