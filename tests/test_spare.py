@@ -130,6 +130,11 @@ def test_prepared_parts_fit_only_the_run_they_were_prepared_for():
         assert prepared.take(other) is None, f"prepared parts given to another run: {other}"
     offer(fp=None)
     assert prepared.take(cfg) is None, "prepared without a fingerprint, so its data cannot be checked"
+    offer()
+    kept = prepared._slot
+    assert prepared.on_request(cfg.replace(epochs=7).to_dict(), paths.runs_dir() / "scratch") is True
+    assert prepared._slot is kept, "prepared again because only the epochs changed"
+    prepared._slot = prepared._last_request = None
 
 
 def test_a_claim_is_exclusive_and_records_the_process_before_the_job(warm):

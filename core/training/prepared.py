@@ -127,6 +127,8 @@ def on_request(data: Any, scratch: Path) -> bool:
     if data == _last_request:
         return _slot is not None
     _last_request = data
+    if _slot is not None and _slot.shape == shaping_settings(data):
+        return True  # e.g. only the epochs changed: what is prepared still fits
     if _slot is not None:
         _slot = None
         _reset()

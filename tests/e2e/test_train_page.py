@@ -1,5 +1,6 @@
 """In a real browser: train the default preset for one epoch on the embedded dataset, see the curve and 'completed';
-the run is handed to the warm spare process the Train page keeps (warm start on, as for a user); the sidebar
+the run is handed to the warm spare process the Train page keeps (warm start on, as for a user), which had prepared
+the form's settings (data, model, traced train step) before the click; the sidebar
 follows the new run, and the form keeps its settings across a visit to another page."""
 
 import json
@@ -23,20 +24,36 @@ def app_server(chromium_path, tmp_path_factory):
     server.stop()
 
 
+def _prepared(runs_dir):
+    def check() -> bool:
+        for marker in (runs_dir / ".spare").glob("*/prepared.json"):
+            try:
+                return bool(json.loads(marker.read_text()).get("ok"))
+            except (OSError, ValueError):
+                return False
+        return False
+
+    return check
+
+
 def test_train_one_epoch_from_the_browser(app_server, page):
     page.goto(f"{app_server.url}/train")
     expect(page.get_by_role("heading", name="Train")).to_be_visible(timeout=90_000)
     expect(page.get_by_text("Model summary").first).to_be_visible(timeout=60_000)
     spare_ready = lambda: any((app_server.runs_dir / ".spare").glob("*/ready.json"))  # noqa: E731
     assert wait_for(spare_ready, timeout=120), "the Train page started no warm spare"
-    press_train(page, {"Epochs": 1}, settle_ms=1500)
+    assert wait_for(_prepared(app_server.runs_dir), timeout=120), (
+        "the spare did not prepare the form's settings"
+    )
+    press_train(page, {"Epochs": 1}, settle_ms=1500)  # the epochs shape nothing prepared: it stays prepared
     expect(page.get_by_text("completed", exact=True).first).to_be_visible(timeout=240_000)
     curves = page.locator(".js-plotly-plot").first
     expect(curves).to_be_visible()
     assert "accuracy" in curves.inner_text() and "loss" in curves.inner_text()
     run_dirs = [p for p in app_server.runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(run_dirs) == 1 and (run_dirs[0] / "model.keras").is_file()
-    assert json.loads((run_dirs[0] / "status.json").read_text()).get("warm_start") is True
+    status = json.loads((run_dirs[0] / "status.json").read_text())
+    assert status.get("warm_start") is True and status.get("prepared_s"), status
     # a refresh finds the same run again from disk (the URL carries it)
     page.reload()
     expect(page.get_by_text(run_dirs[0].name).first).to_be_visible(timeout=90_000)
