@@ -263,9 +263,11 @@ class _Requests:
 
             t0 = time.time()
             ok = prepared.on_request(data, self.scratch)
-            if self.scratch.parent.is_dir():  # not when it was removed meanwhile
-                atomic.write_json(self.scratch.parent / PREPARED_FILE, {"ok": ok, "request": data, "at": time.time(),
-                                                                        "seconds": time.time() - t0})  # fmt: skip
+            note = {"ok": ok, "request": data, "at": time.time(), "seconds": time.time() - t0}
+            try:  # for the Train page and tests; the folder may be gone already (then the spare leaves)
+                atomic.write_json(self.scratch.parent / PREPARED_FILE, note, make_parents=False)
+            except OSError:
+                pass
 
 
 def wait_for_job(home: Path, parent: int, parent_start: float | None, idle_s: float,
