@@ -80,8 +80,7 @@ def _weights(run) -> list:
 
 @pytest.mark.slow
 def test_a_run_the_spare_prepared_is_the_run_a_fresh_process_trains(warm, monkeypatch):
-    """Same weights to the bit and the same curves: the throwaway step and everything put back change nothing.
-    And a dataset changed after preparing is loaded again, not taken from the spare."""
+    """Same weights to the bit and the same curves: the throwaway step and everything put back change nothing."""
     name = make_dataset(per_class=10)
     builder = {"conv_blocks": 2, "filters": 4, "dropout": 0.3, "dense_units": 8, "augmentation": True,
                "batch_norm": True}  # fmt: skip
@@ -101,14 +100,20 @@ def test_a_run_the_spare_prepared_is_the_run_a_fresh_process_trains(warm, monkey
               for r in (prepared, fresh)]  # fmt: skip
     assert curves[0] == curves[1] and len(curves[0]) == 2
 
-    monkeypatch.setenv(spare.SWITCH_ENV, "1")
-    _prepared_spare(trainer.resolve(req))
+
+def test_a_dataset_changed_after_preparing_is_loaded_again(tmp_path):
+    """In this process (the spare's code path without its start-up): parts prepared, then a file added."""
+    name = make_dataset(per_class=10)
+    req = trainer.TrainRequest(dataset=name, preset="fast", epochs=1, batch_size=8)
+    assert prepared.on_request(trainer.resolve(req).to_dict(), tmp_path / "scratch") is True
     folder = paths.data_dir() / name / "circle"
     shutil.copy(sorted(folder.iterdir())[0], folder / "added.png")
-    changed = jobs.wait(jobs.launch(trainer.start_run(req)).run_id, timeout_s=120)
-    assert changed.state == "completed" and changed.status["warm_start"] is True
-    assert "prepared_s" not in changed.status, "trained on images prepared before the dataset changed"
-    assert changed.status["train_images"] + changed.status["val_images"] == 31
+    run = trainer.start_run(req)
+    status = trainer.train_run(run.path)
+    assert status["state"] == "completed", status
+    assert "prepared_s" not in status, "trained on images prepared before the dataset changed"
+    assert status["train_images"] + status["val_images"] == 31 and prepared._slot is None
+    prepared._last_request = None
 
 
 def test_prepared_parts_fit_only_the_run_they_were_prepared_for():

@@ -21,7 +21,11 @@ def _start_training(page, url: str, epochs: int) -> None:
 def _new_run(runs_dir, known: set[str], timeout: float = 60) -> str:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        fresh = {p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")} - known
+        # a run's folder is made a moment before its config.json is written into it
+        fresh = {
+            p.name for p in runs_dir.iterdir() if (p / "config.json").is_file() and not p.name.startswith(".")
+        }
+        fresh -= known
         if fresh:
             return fresh.pop()
         time.sleep(0.3)
