@@ -7,13 +7,14 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import psutil
 import pytest
 
 from core import atomic, paths
-from core.training import jobs, prepared, runs, spare, trainer
+from core.training import jobs, prepared, progress, runs, spare, trainer
 from core.training.runs import process_start_time
 from tests.helpers import make_dataset, wait_for
 
@@ -140,6 +141,23 @@ def test_prepared_parts_fit_only_the_run_they_were_prepared_for():
     assert prepared.on_request(cfg.replace(epochs=7).to_dict(), paths.runs_dir() / "scratch") is True
     assert prepared._slot is kept, "prepared again because only the epochs changed"
     prepared._slot = prepared._last_request = None
+
+
+def test_a_run_handed_over_while_the_spare_decodes_its_images_shows_how_far_it_is(warm):
+    name = make_dataset(per_class=4)
+    req = trainer.TrainRequest(dataset=name, preset="fast", epochs=1)
+    shape = prepared.shaping_settings(trainer.resolve(req))
+    home = _fake_spare("decoding", spare.settings_key(), "taken.json")
+    report = spare._Requests(home).reporter(shape)
+    report(0.2)  # no job yet: nothing to tell
+    same, other = trainer.start_run(req), trainer.start_run(replace(req, learning_rate=0.5))
+    for run, expected in ((same, 0.4), (other, None)):
+        atomic.write_json(home / "job.json", {"run_id": run.run_id})
+        report(0.4)
+        status = runs.get_run(run.run_id).status
+        assert status.get("preparing") == expected, status
+    view = progress.summarize(runs.get_run(same.run_id), [], None)
+    assert view.text.startswith("preparing data: 40%"), view.text
 
 
 def test_a_claim_is_exclusive_and_records_the_process_before_the_job(warm):

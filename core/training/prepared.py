@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,9 +75,12 @@ def _reset() -> None:
     gc.collect()
 
 
-def prepare(cfg: RunConfig, scratch: Path) -> Prepared | None:
+def prepare(
+    cfg: RunConfig, scratch: Path, progress: Callable[[float], None] | None = None
+) -> Prepared | None:
     """Build what a job would for `cfg` (None when it is not worth it or not possible: streamed data, an
-    empty split, another strategy, any error, which goes to the spare's log)."""
+    empty split, another strategy, any error, which goes to the spare's log). `progress(fraction)` follows the
+    decoding of images the decode cache does not hold yet."""
     from core.data import fingerprint, streaming
     from core.training import distribute
     from core.training.fit_parts import build_parts
@@ -86,7 +90,7 @@ def prepare(cfg: RunConfig, scratch: Path) -> Prepared | None:
     t0 = time.perf_counter()
     try:
         fp = fingerprint.dataset_fingerprint(cfg.dataset)
-        train, val, streamed = streaming.training_splits(cfg, scratch)
+        train, val, streamed = streaming.training_splits(cfg, scratch, progress)
         if streamed or not len(train):  # streamed data cannot be held; an empty split fails in the job
             return None
         parts = build_parts(cfg, train, val, distribute.get_strategy(cfg.strategy))
@@ -121,7 +125,7 @@ def warm_step(parts: FitParts, warm_train: Any, warm_val: Any) -> None:
         var.assign(value)
 
 
-def on_request(data: Any, scratch: Path) -> bool:
+def on_request(data: Any, scratch: Path, progress: Callable[[float], None] | None = None) -> bool:
     """Prepare what the Train page asked for, unless it is what is prepared already; True when parts are ready."""
     global _slot, _last_request
     if data == _last_request:
@@ -136,7 +140,7 @@ def on_request(data: Any, scratch: Path) -> bool:
         cfg = RunConfig.from_dict(data)
     except (ValueError, TypeError):
         return False
-    _slot = prepare(cfg, scratch)
+    _slot = prepare(cfg, scratch, progress)
     if _slot is not None:
         print(f"prepared {cfg.preset} on {cfg.dataset} in {_slot.seconds:.1f} s", flush=True)
     return _slot is not None

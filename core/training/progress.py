@@ -38,8 +38,9 @@ def summarize(run: runs.Run, epochs: list[dict], last_batch: dict | None) -> Pro
         per_epoch = sum(e["seconds"] for e in epochs) / done
         return ProgressView(done / total, (total - done) * per_epoch, f"epoch {done}/{total} done")
     preparing = run.status.get("preparing")
-    if run.state == "running" and isinstance(preparing, int | float) and preparing < 1:
-        # the first training on a folder decodes every image once (later runs read the decode cache)
+    if isinstance(preparing, int | float) and preparing < 1:
+        # the first training on a folder decodes every image once (later runs read the decode cache); a run
+        # handed to a warm spare that is decoding the same settings waits for it, still queued
         return ProgressView(float(preparing), None, f"preparing data: {preparing:.0%} of the images decoded")
     return ProgressView(
         0.0, None, "loading data and building the model…" if run.state == "running" else "starting…"

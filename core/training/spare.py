@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from core import atomic
+from core.errors import UserError
 from core.paths import REPO_ROOT, runs_dir
 from core.training import runs
 from core.training.runs import process_start_time
@@ -262,12 +263,32 @@ class _Requests:
             from core.training import prepared
 
             t0 = time.time()
-            ok = prepared.on_request(data, self.scratch)
+            ok = prepared.on_request(data, self.scratch, self.reporter(prepared.shaping_settings(data)))
             note = {"ok": ok, "request": data, "at": time.time(), "seconds": time.time() - t0}
             try:  # for the Train page and tests; the folder may be gone already (then the spare leaves)
                 atomic.write_json(self.scratch.parent / PREPARED_FILE, note, make_parents=False)
             except OSError:
                 pass
+
+    def reporter(self, shape: dict[str, Any]):
+        """While images are decoded for a preparation, a run handed over meanwhile with these very settings
+        waits for it: its status shows how far the decoding is, as a fresh job's does."""
+        home = self.scratch.parent
+
+        def report(fraction: float) -> None:
+            from core.training import prepared
+
+            run_id = _job(home)
+            if not run_id:
+                return
+            try:
+                run = runs.get_run(run_id)
+                if prepared.shaping_settings(run.config) == shape:
+                    runs.update_status(run.path, preparing=round(float(fraction), 3))
+            except (UserError, OSError):
+                pass  # gone meanwhile: the job finds out itself
+
+        return report
 
 
 def wait_for_job(home: Path, parent: int, parent_start: float | None, idle_s: float,
