@@ -73,10 +73,12 @@ def _prepared_spare(cfg) -> tuple:
     return home, info
 
 
-def _weights(run) -> list:
+def _weights(run) -> tuple[list[str], list]:
+    """Layer names (what Inspect shows) and weights of a run's saved model."""
     from core.models.loading import load_model
 
-    return load_model(run.path / "model.keras").get_weights()
+    model = load_model(run.path / "model.keras")
+    return [layer.name for layer in model.layers], model.get_weights()
 
 
 @pytest.mark.slow
@@ -95,7 +97,10 @@ def test_a_run_the_spare_prepared_is_the_run_a_fresh_process_trains(warm, monkey
     assert (
         fresh.state == "completed" and "prepared_s" not in fresh.status and not fresh.status.get("warm_start")
     )
-    a, b = _weights(prepared), _weights(fresh)
+    (names_a, a), (names_b, b) = _weights(prepared), _weights(fresh)
+    assert names_a == names_b, (
+        "the prepared model's layers are named otherwise than a fresh process names them"
+    )
     assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     curves = [[(e["loss"], e["val_loss"], e["val_accuracy"]) for e in runs.read_progress(r.path)[0]]
               for r in (prepared, fresh)]  # fmt: skip
