@@ -19,15 +19,13 @@ class FitParts:
     train_ds: Any
     val_ds: Any  # None without a validation split
     class_weight: dict[int, float] | None
-    counts: list[int]  # training images per class
-    val_counts: list[int]
+    val_counts: list[int]  # validation images per class
 
 
 def build_parts(cfg: RunConfig, train: Any, val: Any, strategy: Any) -> FitParts:
     """Seed, build and compile in the strategy's scope, then the batches (the shuffle's seed is the run's)."""
     import keras
 
-    from core.data import streaming
     from core.models import architectures
     from core.training.trainer import build_for_config
 
@@ -39,10 +37,14 @@ def build_parts(cfg: RunConfig, train: Any, val: Any, strategy: Any) -> FitParts
         model = build_for_config(cfg)
         architectures.compile_model(model, cfg.output_kind, cfg.label_mode, cfg.optimizer,
                                     cfg.learning_rate, cfg.label_smoothing)  # fmt: skip
-    train_ds = streaming.make_dataset(train, cfg.batch_size, shuffle=True, seed=cfg.seed, num_classes=k,
-                                      label_mode=cfg.label_mode)  # fmt: skip
-    val_ds = (streaming.make_dataset(val, cfg.batch_size, shuffle=False, num_classes=k, label_mode=cfg.label_mode)
-              if len(val) else None)  # fmt: skip
-    return FitParts(
-        model, train_ds, val_ds, datasets.class_weights(counts, cfg.class_weights), counts, val_counts
-    )
+    train_ds = batches(cfg, train, shuffle=True)
+    val_ds = batches(cfg, val, shuffle=False) if len(val) else None
+    return FitParts(model, train_ds, val_ds, datasets.class_weights(counts, cfg.class_weights), val_counts)
+
+
+def batches(cfg: RunConfig, split: Any, *, shuffle: bool) -> Any:
+    """A split's float batches as the run's settings make them (shuffled with the run's seed)."""
+    from core.data import streaming
+
+    return streaming.make_dataset(split, cfg.batch_size, shuffle=shuffle, seed=cfg.seed if shuffle else 0,
+                                  num_classes=len(cfg.class_names), label_mode=cfg.label_mode)  # fmt: skip

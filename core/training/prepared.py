@@ -25,7 +25,6 @@ from typing import Any
 from core.training.fit_parts import FitParts
 from core.training.run_config import RunConfig
 
-REQUEST_FILE = "prepare.json"
 # settings a run may change without changing what was prepared (they act through callbacks or after fit)
 NOT_SHAPING = frozenset({"epochs", "early_stopping", "restore_best", "target_accuracy", "pinned", "lr_schedule",
                          "dataset_title", "preset_title", "dataset_fingerprint", "run_id", "sweep",
@@ -83,7 +82,7 @@ def prepare(
     decoding of images the decode cache does not hold yet."""
     from core.data import fingerprint, streaming
     from core.training import distribute
-    from core.training.fit_parts import build_parts
+    from core.training.fit_parts import batches, build_parts
 
     if cfg.strategy != "default":
         return None
@@ -94,12 +93,8 @@ def prepare(
         if streamed or not len(train):  # streamed data cannot be held; an empty split fails in the job
             return None
         parts = build_parts(cfg, train, val, distribute.get_strategy(cfg.strategy))
-        k = len(cfg.class_names)
-        warm_train = streaming.make_dataset(train, cfg.batch_size, shuffle=False, num_classes=k,
-                                            label_mode=cfg.label_mode)  # fmt: skip
-        warm_val = streaming.make_dataset(val, cfg.batch_size, shuffle=False, num_classes=k,
-                                          label_mode=cfg.label_mode) if parts.val_ds is not None else None  # fmt: skip
-        warm_step(parts, warm_train, warm_val)
+        warm_val = batches(cfg, val, shuffle=False) if parts.val_ds is not None else None
+        warm_step(parts, batches(cfg, train, shuffle=False), warm_val)
     except Exception:  # a spare never dies of a bad form; the job reports the problem itself
         traceback.print_exc()
         _reset()
