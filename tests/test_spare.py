@@ -16,7 +16,7 @@ import pytest
 from core import atomic, paths
 from core.training import jobs, prepared, progress, runs, spare, trainer
 from core.training.runs import process_start_time
-from tests.helpers import make_dataset, wait_for
+from tests.helpers import make_dataset, make_image_folder, wait_for
 
 
 @pytest.fixture
@@ -156,13 +156,50 @@ def test_a_run_handed_over_while_the_spare_decodes_its_images_shows_how_far_it_i
     report = spare._Requests(home).reporter(shape)
     report(0.2)  # no job yet: nothing to tell
     same, other = trainer.start_run(req), trainer.start_run(replace(req, learning_rate=0.5))
-    for run, expected in ((same, 0.4), (other, None)):
-        atomic.write_json(home / "job.json", {"run_id": run.run_id})
-        report(0.4)
-        status = runs.get_run(run.run_id).status
-        assert status.get("preparing") == expected, status
+    atomic.write_json(home / "job.json", {"run_id": same.run_id})
+    report(0.4)
     view = progress.summarize(runs.get_run(same.run_id), [], None)
     assert view.text.startswith("preparing data: 40%"), view.text
+    atomic.write_json(home / "job.json", {"run_id": other.run_id})
+    with pytest.raises(prepared.Abandon):  # a run for other settings does not wait for this preparation
+        report(0.5)
+    assert "preparing" not in runs.get_run(other.run_id).status
+
+
+def test_preparing_stops_when_a_run_for_other_settings_arrives(tmp_path, monkeypatch, capsys):
+    from core.data import datasets
+
+    monkeypatch.setattr(datasets, "PROGRESS_EVERY_S", 0.0)
+    cfg = trainer.resolve(trainer.TrainRequest(dataset=make_dataset(per_class=30), preset="fast"))
+
+    def another_run_arrived(_fraction):
+        raise prepared.Abandon("r")
+
+    assert prepared.prepare(cfg, tmp_path, another_run_arrived) is None
+    assert "stopped preparing" in capsys.readouterr().out
+
+
+def test_a_decode_stopped_by_its_progress_callback_drops_the_images_not_started(tmp_path, monkeypatch):
+    from core.data import datasets
+
+    folder = make_image_folder(tmp_path / "imgs", classes=("a",), per_class=400, size=32)
+    files = sorted(folder.rglob("*.png"))
+    decoded = []
+
+    def counting(path, size, channels):
+        decoded.append(path)
+        return images_decode(path, size, channels)
+
+    images_decode = datasets.decode_file
+    monkeypatch.setattr(datasets, "decode_file", counting)
+    monkeypatch.setattr(datasets, "PROGRESS_EVERY_S", 0.0)
+
+    def stop(_fraction):
+        raise prepared.Abandon("r")
+
+    with pytest.raises(prepared.Abandon):
+        datasets.decode_files([(p, 0) for p in files], (32, 32), 1, stop)
+    assert len(decoded) < len(files) // 2, f"{len(decoded)} of {len(files)} decoded after the stop"
 
 
 def test_a_claim_is_exclusive_and_records_the_process_before_the_job(warm):

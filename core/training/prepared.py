@@ -31,6 +31,10 @@ NOT_SHAPING = frozenset({"epochs", "early_stopping", "restore_best", "target_acc
                          "sweep_trial"})  # fmt: skip
 
 
+class Abandon(Exception):
+    """A run for other settings arrived while images were being decoded: stop preparing, it needs the process."""
+
+
 @dataclass
 class Prepared:
     shape: dict[str, Any]  # shaping_settings() of the config it was prepared for
@@ -79,7 +83,7 @@ def prepare(
 ) -> Prepared | None:
     """Build what a job would for `cfg` (None when it is not worth it or not possible: streamed data, an
     empty split, another strategy, any error, which goes to the spare's log). `progress(fraction)` follows the
-    decoding of images the decode cache does not hold yet."""
+    decoding of images the decode cache does not hold yet, and may raise Abandon to stop it."""
     from core.data import fingerprint, streaming
     from core.training import distribute
     from core.training.fit_parts import batches, build_parts
@@ -95,6 +99,13 @@ def prepare(
         parts = build_parts(cfg, train, val, distribute.get_strategy(cfg.strategy))
         warm_val = batches(cfg, val, shuffle=False) if parts.val_ds is not None else None
         warm_step(parts, batches(cfg, train, shuffle=False), warm_val)
+    except Abandon:
+        print(
+            f"stopped preparing {cfg.preset} on {cfg.dataset}: a run for other settings is waiting",
+            flush=True,
+        )
+        _reset()
+        return None
     except Exception:  # a spare never dies of a bad form; the job reports the problem itself
         traceback.print_exc()
         _reset()

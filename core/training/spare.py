@@ -272,7 +272,8 @@ class _Requests:
 
     def reporter(self, shape: dict[str, Any]):
         """While images are decoded for a preparation, a run handed over meanwhile with these very settings
-        waits for it: its status shows how far the decoding is, as a fresh job's does."""
+        waits for it: its status shows how far the decoding is, as a fresh job's does. A run for other settings
+        does not wait: the preparation is abandoned (prepared.Abandon) and the run starts at once."""
         home = self.scratch.parent
 
         def report(fraction: float) -> None:
@@ -283,10 +284,14 @@ class _Requests:
                 return
             try:
                 run = runs.get_run(run_id)
-                if prepared.shaping_settings(run.config) == shape:
-                    runs.update_status(run.path, preparing=round(float(fraction), 3))
-            except (UserError, OSError):
-                pass  # gone meanwhile: the job finds out itself
+            except UserError:
+                return  # gone meanwhile: the job finds out itself
+            if prepared.shaping_settings(run.config) != shape:
+                raise prepared.Abandon(run_id)
+            try:
+                runs.update_status(run.path, preparing=round(float(fraction), 3))
+            except OSError:
+                pass
 
         return report
 
