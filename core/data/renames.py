@@ -9,17 +9,17 @@ chains old -> mid -> new resolve; a cycle or a chain that ends at no folder reso
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from core import atomic
+from core.errors import UserError
 from core.paths import data_dir
 
 LEDGER = ".renames.json"
 MAX_LEDGER_BYTES = 1 << 20  # a hostile or runaway ledger is ignored, not parsed
 MAX_HOPS = 64  # longest chain followed
+LOCK_TIMEOUT_S = 30.0  # a rename waits this long for another one to finish
 
 
 def ledger_path() -> Path:
@@ -52,15 +52,16 @@ def ledger() -> dict[str, str]:
 
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
-    """One writer at a time, so two renames never drop each other's entry."""
-    lock = data_dir() / ".renames.lock"
+    """One writer at a time, so two renames never drop each other's entry (filelock: Windows too, like the
+    fixes journal's lock)."""
+    from filelock import FileLock, Timeout
+
     data_dir().mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+        with FileLock(str(data_dir() / ".renames.lock"), timeout=LOCK_TIMEOUT_S):
+            yield
+    except Timeout:
+        raise UserError("the dataset renames ledger is busy (another rename?); try again") from None
 
 
 def record(old: str, new: str) -> str | None:
