@@ -86,7 +86,10 @@ def main() -> None:
     if not full:
         print("note: full Fashion-MNIST not available or --quick: the embedded sample, 2 epochs (no targets)")
     load = os.getloadavg()[0]
-    print(f"== recipes on {dataset}, {os.cpu_count()} CPUs, load average {load:.1f} at start")
+    cpus = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    )  # taskset counts
+    print(f"== recipes on {dataset}, {cpus} CPUs, load average {load:.1f} at start")
     rows = []
     with tempfile.TemporaryDirectory() as runs_dir:
         for name, args in RECIPES.items():
@@ -98,7 +101,7 @@ def main() -> None:
             rows.append(r)
             print(f"  {name}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} CPU s, test {r['test_accuracy']:.2%}, "
                   f"{r['params']:,} params", flush=True)  # fmt: skip
-    out = {"machine": {"cpus": os.cpu_count(), "load_at_start": load}, "dataset": dataset, "rows": rows,
+    out = {"machine": {"cpus": cpus, "load_at_start": load}, "dataset": dataset, "rows": rows,
            "when": time.strftime("%Y-%m-%d %H:%M")}  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "recipe.json").write_text(json.dumps(out, indent=2))

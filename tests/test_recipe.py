@@ -63,6 +63,23 @@ def test_label_smoothing_gets_into_the_compiled_loss():
         architectures.loss_for("softmax", "sparse", 0.1)
 
 
+def test_xla_is_off_unless_asked_for_and_asking_on_a_cpu_is_harmless(monkeypatch):
+    monkeypatch.delenv(architectures.XLA_ENV, raising=False)
+    assert architectures.jit_setting() is False
+    monkeypatch.setenv(architectures.XLA_ENV, "yes")  # only "1" turns it on
+    assert architectures.jit_setting() is False
+    monkeypatch.setenv(architectures.XLA_ENV, "1")
+    assert architectures.jit_setting() == "auto"
+    model = architectures.build_model("fast", (28, 28, 1), 3)
+    architectures.compile_model(model, "softmax", "categorical", "adam", 1e-3)
+    x, y = np.zeros((8, 28, 28, 1), "float32"), np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2, 0, 1]]
+    model.fit(x, y, epochs=1, verbose=0)
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        assert model.jit_compile is False  # "auto" means no XLA on a CPU
+
+
 def test_small_best_stays_under_100k_params_and_the_notebook_presets_keep_constant_hard_labels():
     model = architectures.build_model("small-best", (28, 28, 1), 10)
     assert 50_000 < model.count_params() < 100_000
