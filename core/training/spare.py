@@ -230,7 +230,9 @@ def warm_up() -> None:
     x = keras.layers.MaxPooling2D(2)(x)
     x = keras.layers.Flatten()(x)
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
-    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        "adam", "categorical_crossentropy", metrics=["accuracy"], jit_compile=architectures.jit_setting()
+    )
     xs = np.zeros((8, 8, 8, 1), "float32")
     ys = np.eye(2, dtype="float32")[np.arange(8) % 2]
     model.fit(xs, ys, batch_size=4, epochs=1, verbose=0)
