@@ -3,8 +3,10 @@
 A benchmark, not a test (no GPU in CI). Bare `model.fit` of the `fast` preset on full Fashion-MNIST (Debian copy;
 else the embedded sample), batch 128, 3 epochs per dtype policy (float32, mixed_float16, mixed_bfloat16), each in
 its own process so one policy's graphs and memory do not carry into the next; steady epoch throughput and test
-accuracy side by side. Writes bench/results/gpu.json.
-Usage: python bench/bench_gpu.py [--epochs N] [--batch B]
+accuracy side by side. XLA is off, as in a run (`architectures.jit_setting`); `--xla` sets CONVNET_XLA=1 for the
+children (Keras' default on a GPU: the README's mixed-precision row was measured that way, and shows its first-epoch
+compile). Writes bench/results/gpu.json.
+Usage: python bench/bench_gpu.py [--epochs N] [--batch B] [--xla]
 """
 
 from __future__ import annotations
@@ -70,10 +72,11 @@ def main() -> None:
         return
     epochs = int(args[args.index("--epochs") + 1]) if "--epochs" in args else 3
     batch = int(args[args.index("--batch") + 1]) if "--batch" in args else 128
+    env = {**os.environ, **({"CONVNET_XLA": "1"} if "--xla" in args else {})}
     rows = []
     for policy in POLICIES:
         done = subprocess.run([sys.executable, __file__, "--child", policy, str(epochs), str(batch)],
-                              cwd=REPO, capture_output=True, text=True)  # fmt: skip
+                              cwd=REPO, env=env, capture_output=True, text=True)  # fmt: skip
         if done.returncode:
             print(f"  {policy}: failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
             continue

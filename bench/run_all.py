@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ if __name__ == "__main__":
         "bench_improve.py",
         "bench_audit.py",
         "bench_recipe.py",
+        *(["bench_gpu.py"] if shutil.which("nvidia-smi") else []),  # dtype policies on a GPU only
     ):
         print(f"\n######## {script}", flush=True)
         if subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], cwd=HERE.parent).returncode:
