@@ -120,19 +120,34 @@ class StopRequest(keras.callbacks.Callback):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.requested = False
+        self._next_check = 0.0
+
+    CHECK_EVERY_S = (
+        0.05  # the files are looked at most this often: two stats a batch were 0.1 ms of every step
+    )
 
     def on_train_begin(self, logs=None):
         self.stopped = False
+        self._next_check = 0.0
 
     def on_train_batch_end(self, batch, logs=None):
+        if not self.requested:
+            now = time.monotonic()
+            if now < self._next_check:
+                return
+            self._next_check = now + self.CHECK_EVERY_S
+        self._check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check()
+
+    def _check(self) -> None:
         if self.requested or runs.stop_requested(self.run_dir):
             self.requested = True
             self.stopped = True
             self.model.stop_training = True
         elif not self.run_dir.is_dir():  # the run was deleted under us: end quietly, write nothing
             self.model.stop_training = True
-
-    on_epoch_end = on_train_batch_end
 
 
 @dataclass
