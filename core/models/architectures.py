@@ -594,7 +594,7 @@ XLA_ENV = "CONVNET_XLA"  # "1": let Keras compile each training step with XLA wh
 
 def jit_setting() -> str | bool:
     """XLA off unless asked for. On a GPU, Keras' default ("auto") compiles every step with XLA: measured on an
-    H100, the first epoch of `fast` took 108-154 s (5.9 s without XLA) for steady epochs of 1.1 vs 1.8 s, so it
+    H100, the first epoch of `fast` took 124-154 s (5.9 s without XLA) for steady epochs of 1.1 vs 1.8 s, so it
     pays off only after ~100 epochs, and a learner's runs are short. On a CPU "auto" already means no XLA."""
     return "auto" if os.environ.get(XLA_ENV) == "1" else False
 

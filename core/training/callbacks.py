@@ -114,17 +114,15 @@ class ProgressWriter(keras.callbacks.Callback):
 
 
 class StopRequest(keras.callbacks.Callback):
-    """Ends training after the current batch when the stop file appears or a signal set `requested`."""
+    """Ends training after the current batch when a signal set `requested`, or when the stop file appears (looked
+    at every CHECK_EVERY_S: two stats a batch were 0.1 ms of every step)."""
+
+    CHECK_EVERY_S = 0.05
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
         self.requested = False
-        self._next_check = 0.0
-
-    CHECK_EVERY_S = (
-        0.05  # the files are looked at most this often: two stats a batch were 0.1 ms of every step
-    )
 
     def on_train_begin(self, logs=None):
         self.stopped = False
