@@ -28,9 +28,10 @@ POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 def one_policy(policy: str, epochs: int, batch: int) -> dict:
     """Runs in a child process: configure devices as a job does, set the policy, fit, score."""
     import keras
-    import numpy as np
     import tensorflow as tf
+    from bench_train import _steady  # this folder is on sys.path when a bench script runs
 
+    from core.analysis.prediction import batched_outputs
     from core.data import datasets, keras_datasets
     from core.models import architectures
     from core.training.trainer import configure_devices
@@ -54,12 +55,9 @@ def one_policy(policy: str, epochs: int, batch: int) -> dict:
         t = time.perf_counter()
         model.fit(train_ds, epochs=1, verbose=0, shuffle=False)
         seconds.append(time.perf_counter() - t)
-    xt = data["test"].x.astype("float32")
-    out = np.concatenate(
-        [np.asarray(model(xt[i : i + 1000], training=False), "float32") for i in range(0, len(xt), 1000)]
-    )
+    out = batched_outputs(model, data["test"].x.astype("float32"), batch_size=1000)
     acc = float((out.argmax(1) == data["test"].y).mean())
-    steady = sum(seconds[1:]) / max(1, len(seconds) - 1) if len(seconds) > 1 else seconds[0]
+    steady = _steady(seconds)
     return {"policy": policy, "devices": devices, "memory_growth": growth, "dataset": name,
             "epoch_s": [round(s, 2) for s in seconds], "images_per_s": round(len(data["train"].y) / steady),
             "test_accuracy": round(acc, 4)}  # fmt: skip

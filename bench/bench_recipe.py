@@ -86,9 +86,8 @@ def main() -> None:
     if not full:
         print("note: full Fashion-MNIST not available or --quick: the embedded sample, 2 epochs (no targets)")
     load = os.getloadavg()[0]
-    cpus = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    )  # taskset counts
+    # the CPUs this process may use (taskset narrows them), where the OS says; else the machine's
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"== recipes on {dataset}, {cpus} CPUs, load average {load:.1f} at start")
     rows = []
     with tempfile.TemporaryDirectory() as runs_dir:

@@ -67,7 +67,6 @@ def _overhead_once(dataset: str, preset: str, epochs: int, batch: int, limit: in
 def time_to_accuracy(dataset: str, preset: str, target: float, max_epochs: int, batch: int) -> dict:
     """Train one epoch at a time with our pipeline; stop when the test accuracy reaches the target."""
     import keras
-    import numpy as np
 
     from core.data import datasets
     from core.models import architectures
@@ -89,10 +88,10 @@ def time_to_accuracy(dataset: str, preset: str, target: float, max_epochs: int, 
         t = time.perf_counter()
         model.fit(train_ds, epochs=1, verbose=0, shuffle=False)
         fit_s += time.perf_counter() - t
+        from core.analysis.prediction import batched_outputs
         from core.analysis.probabilities import to_probabilities
 
-        probs = to_probabilities(np.concatenate([np.asarray(model(xt[i : i + 1000], training=False))
-                                                 for i in range(0, len(xt), 1000)]), kind)  # fmt: skip
+        probs = to_probabilities(batched_outputs(model, xt, batch_size=1000), kind)
         acc = float((probs.argmax(1) == test.y).mean())
         history.append({"epoch": epoch, "train_s": round(fit_s, 2), "test_accuracy": round(acc, 4)})
         print(f"  {preset}: epoch {epoch} {fit_s:6.1f} s  test acc {acc:.4f}", flush=True)
