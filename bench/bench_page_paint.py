@@ -51,9 +51,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(tree: Path, tmp: Path, keep_runs: bool) -> tuple[subprocess.Popen, str, float]:
+def _start(
+    tree: Path, tmp: Path, keep_runs: bool, port: int | None = None
+) -> tuple[subprocess.Popen, str, float]:
     """A fresh `streamlit run app.py`; returns once /_stcore/health answers ok (and how long that took)."""
-    port = _free_port()
+    port = port or _free_port()
     for sub in ("data",) if keep_runs else ("runs", "data"):
         shutil.rmtree(tmp / sub, ignore_errors=True)
     for sub in ("runs", "data"):
@@ -85,13 +87,19 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def _one(browser, tree: Path, tmp: Path, keep_runs: bool = False) -> dict[str, float]:
-    """One fresh server and one page load: seconds to health-ok, then from health-ok to each milestone."""
+def _one(
+    browser, tree: Path, tmp: Path, keep_runs: bool = False, port: int | None = None
+) -> dict[str, float]:
+    """One fresh server and one page load: seconds to health-ok, then from health-ok to each milestone.
+
+    browser: a Browser (a new context each time: a first visit) or a BrowserContext (its HTTP cache is kept: a
+    returning visitor, as long as the port, hence the origin, stays the same)."""
     from playwright.sync_api import expect
 
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    fresh = hasattr(browser, "new_context")
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000}) if fresh else browser
     page = ctx.new_page()  # a tab is opened before the server starts: only the page load is timed
-    proc, url, health_s = _start(tree, tmp, keep_runs)
+    proc, url, health_s = _start(tree, tmp, keep_runs, port)
     out = {"health": health_s}
     try:
         t0 = time.perf_counter()
@@ -115,7 +123,9 @@ def _one(browser, tree: Path, tmp: Path, keep_runs: bool = False) -> dict[str, f
             out[name] = time.perf_counter() - t0
         out["content"] = max(out[m] for m in CONTENT)
     finally:
-        ctx.close()
+        page.close()
+        if fresh:
+            ctx.close()
         _stop(proc)
     return out
 
@@ -139,10 +149,15 @@ def missing() -> str | None:
     return None
 
 
-def measure(trees: list[Path], reps: int, floor: bool = True, warm: bool = False) -> dict[str, list[dict]]:
+def measure(
+    trees: list[Path], reps: int, floor: bool = True, warm: bool = False, returning: bool = False
+) -> dict[str, list[dict]]:
     """Every tree (and the floor app) started `reps` times, alternating, with one browser launched up front.
 
-    warm: each tree keeps its runs folder (its caches) from an unmeasured first start: a restart, not a first use."""
+    warm: each tree keeps its runs folder (its caches) from an unmeasured first start: a restart, not a first use.
+    returning: each tree keeps one port and one browser context (its HTTP cache: Streamlit serves its hashed
+    JavaScript bundles as immutable for a year) from an unmeasured first visit, as for a person who reopens the
+    app in the browser they used before; without it every load is a first visit in a fresh profile."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p, tempfile.TemporaryDirectory() as tmp:
@@ -150,32 +165,41 @@ def measure(trees: list[Path], reps: int, floor: bool = True, warm: bool = False
         times: dict[str, list[dict[str, float]]] = {str(t): [] for t in trees}
         browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)  # before any clock starts
         state = {t: Path(tmp) / f"state-{i}" for i, t in enumerate(trees)}
+        ports = {t: _free_port() if returning else None for t in trees}
+        viewport = {"width": 1400, "height": 1000}
+        visitor = {t: browser.new_context(viewport=viewport) if returning else browser for t in trees}
         try:
-            if warm:
+            if warm or returning:
                 for tree in trees:
-                    _one(browser, tree, state[tree])
+                    _one(visitor[tree], tree, state[tree], port=ports[tree])
             for _ in range(reps):
                 for tree in trees:
-                    times[str(tree)].append(_one(browser, tree, state[tree], keep_runs=warm))
+                    times[str(tree)].append(
+                        _one(visitor[tree], tree, state[tree], keep_runs=warm, port=ports[tree])
+                    )
         finally:
             browser.close()
     return {(FLOOR if t.endswith(FLOOR) else t): r for t, r in times.items()}
 
 
-def report(times: dict[str, list[dict]], reps: int, warm: bool = False) -> dict[str, dict[str, float]]:
-    """Print the medians table, write bench/results/page_paint[_warm].json, return the medians."""
+def report(
+    times: dict[str, list[dict]], reps: int, warm: bool = False, returning: bool = False
+) -> dict[str, dict[str, float]]:
+    """Print the medians table, write bench/results/page_paint[_warm][_returning].json, return the medians."""
     medians = {t: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for t, runs in times.items()}
     cols = ("health", *MILESTONES, "content")
     runs = "runs folder kept from an earlier start: caches warm" if warm else "empty runs folder: caches cold"
-    print(f"Datasets page, median of {reps} fresh server starts ({runs});")
+    visit = "a returning browser (its cache kept)" if returning else "a first visit (fresh browser profile)"
+    print(f"Datasets page, median of {reps} fresh server starts ({runs}; {visit});")
     print("seconds from health-ok to each milestone in Chromium (health: seconds from `streamlit run`)")
     print(f"{'app':40s} " + " ".join(f"{c:>8s}" for c in cols))
     for t, m in medians.items():
         print(f"{t[-40:]:40s} " + " ".join(f"{m[c]:8.2f}" if c in m else f"{'-':>8s}" for c in cols))
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
-    name = "page_paint_warm.json" if warm else "page_paint.json"
+    name = "page_paint" + ("_warm" if warm else "") + ("_returning" if returning else "") + ".json"
     write_json(
-        ROOT / "bench" / "results" / name, {"reps": reps, "warm": warm, "median_s": medians, "runs": times}
+        ROOT / "bench" / "results" / name,
+        {"reps": reps, "warm": warm, "returning": returning, "median_s": medians, "runs": times},
     )
     return medians
 
@@ -192,12 +216,16 @@ def main() -> None:
     ap.add_argument(
         "--warm", action="store_true", help="keep each tree's runs folder (its caches) between starts"
     )
+    ap.add_argument(
+        "--returning", action="store_true", help="keep each tree's port and browser cache between starts"
+    )
     args = ap.parse_args()
     reason = missing()
     if reason:
         sys.exit(reason)
     trees = [t.resolve() for t in (args.tree or [ROOT])]
-    report(measure(trees, args.reps, floor=not args.no_floor, warm=args.warm), args.reps, args.warm)
+    times = measure(trees, args.reps, floor=not args.no_floor, warm=args.warm, returning=args.returning)
+    report(times, args.reps, args.warm, args.returning)
 
 
 if __name__ == "__main__":

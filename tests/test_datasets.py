@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -209,3 +212,65 @@ def test_embedded_sample_is_big_enough_for_85_percent_test_accuracy():
     result = evaluation_runs.evaluate_run(run.run_id)
     assert result.split == "test" and len(result.labels) == 1000
     assert result.accuracy >= 0.85, result.accuracy
+
+
+def _age(root, seconds: float = 60.0) -> None:
+    """Set every folder's modification time in the past, as for a dataset copied in a while ago."""
+    old = time.time() - seconds
+    for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        os.utime(d, (old, old))
+
+
+def test_a_folder_scan_is_remembered_until_a_listing_changes(isolated_dirs):
+    data, _ = isolated_dirs
+    root = make_image_folder(data / "memo", per_class=4, split=True)
+    _age(root)
+    first = datasets.get_dataset("memo")
+    gone = root / "train" / "circle" / "circle_000.png"
+    stamp = os.stat(gone.parent)
+    gone.unlink()
+    os.utime(
+        gone.parent, ns=(stamp.st_atime_ns, stamp.st_mtime_ns)
+    )  # a listing changed behind its mtime's back
+    again = datasets.get_dataset("memo")
+    assert again.counts == first.counts and again is not first  # remembered, and a copy
+    again.counts["train"]["circle"] = 99
+    again.files["train"]["circle"].clear()
+    assert (
+        datasets.get_dataset("memo").counts["train"]["circle"] == 4
+    )  # a caller's edits never reach the memo
+
+    (root / "train" / "circle" / "circle_new.png").write_bytes(
+        gone.parent.joinpath("circle_001.png").read_bytes()
+    )
+    assert (
+        datasets.get_dataset("memo").counts["train"]["circle"] == 4
+    )  # -1 then +1, now seen: the mtime moved
+    (root / "test" / "stripes" / "stripes_000.png").unlink()
+    assert datasets.get_dataset("memo").counts["test"]["stripes"] == 1
+    (root / "train" / "triangle").mkdir()
+    assert "triangle" not in datasets.get_dataset("memo").class_names  # empty: a stray folder, not a class
+    assert any("triangle" in p for p, _ in datasets.get_dataset("memo").stray)
+
+
+def test_a_scan_of_a_folder_changed_moments_ago_is_not_remembered(isolated_dirs):
+    """A second change within the mtime's resolution (1-2 s on some file systems) could leave it unchanged."""
+    data, _ = isolated_dirs
+    root = make_image_folder(data / "fresh", per_class=4)
+    assert datasets.get_dataset("fresh").counts["all"]["square"] == 4
+    folder = root / "square"
+    stamp = os.stat(folder)
+    (folder / "square_000.png").unlink()
+    os.utime(folder, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert datasets.get_dataset("fresh").counts["all"]["square"] == 3
+
+
+def test_a_class_folder_with_sub_folders_is_scanned_every_time(isolated_dirs):
+    data, _ = isolated_dirs
+    root = make_image_folder(data / "nested", per_class=4)
+    (root / "circle" / "deeper").mkdir()
+    _age(root)
+    assert not any("deeper" in p for p, _ in datasets.get_dataset("nested").stray)  # an empty sub-folder
+    (root / "circle" / "deeper" / "x.png").write_bytes((root / "circle" / "circle_000.png").read_bytes())
+    _age(root)  # the change sits below a folder the scan does not stamp
+    assert any("deeper" in p for p, _ in datasets.get_dataset("nested").stray)

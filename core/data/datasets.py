@@ -10,11 +10,12 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,16 @@ def _flat_class_files(folder: Path, stray: list[tuple[str, str]]) -> list[Path] 
     return files
 
 
-def _scan_classes(root: Path, stray: list[tuple[str, str]]) -> dict[str, list[Path]]:
+@dataclass
+class _Listed:
+    """The folders whose listings a scan's result depends on; not complete when a class folder with sub-folders
+    was walked recursively (its deeper folders are not tracked, so such a scan is not remembered)."""
+
+    folders: list[Path] = field(default_factory=list)
+    complete: bool = True
+
+
+def _scan_classes(root: Path, stray: list[tuple[str, str]], listed: _Listed) -> dict[str, list[Path]]:
     classes: dict[str, list[Path]] = {}
     for entry in sorted(root.iterdir()):
         if entry.name.startswith(".") or entry.name == "__MACOSX":
@@ -106,7 +116,9 @@ def _scan_classes(root: Path, stray: list[tuple[str, str]]) -> dict[str, list[Pa
             flat = _flat_class_files(entry, stray)
             if flat is not None:
                 classes[entry.name] = flat
+                listed.folders.append(entry)
                 continue
+            listed.complete = False
             files = []
             for f in sorted(entry.rglob("*")):
                 if f.is_dir() or f.name.startswith("."):
@@ -123,11 +135,59 @@ def _scan_classes(root: Path, stray: list[tuple[str, str]]) -> dict[str, list[Pa
     return classes
 
 
+SCAN_MEMO_ENTRIES = 32
+RACY_S = (
+    2.0  # a folder changed this close to a scan may change again within its mtime's resolution (FAT: 2 s)
+)
+Stamp = tuple[tuple[str, int, int], ...]  # (folder, inode, mtime in ns) for every folder a scan listed
+_scan_memo: dict[tuple[str, str | None, str | None], tuple[Stamp, DatasetInfo]] = {}
+_scan_memo_lock = threading.Lock()
+
+
+def _listing_stamp(folders: list[Path]) -> Stamp | None:
+    try:
+        return tuple((str(f), (st := os.stat(f)).st_ino, st.st_mtime_ns) for f in folders)
+    except OSError:
+        return None
+
+
+def _copy_info(info: DatasetInfo) -> DatasetInfo:
+    """Callers own what they get: the remembered scan is never handed out itself."""
+    return replace(info, class_names=list(info.class_names), stray=list(info.stray),
+                   counts={s: dict(per) for s, per in info.counts.items()},
+                   files={s: {c: list(fs) for c, fs in per.items()} for s, per in info.files.items()})  # fmt: skip
+
+
 def scan_folder(root: Path, name: str | None = None, title: str | None = None) -> DatasetInfo:
-    """Read a dataset folder in either notebook layout: <root>/<class>/* or <root>/{train,val,test}/<class>/*."""
+    """Read a dataset folder in either notebook layout: <root>/<class>/* or <root>/{train,val,test}/<class>/*.
+
+    Remembered while the folders it listed keep their modification times (adding, removing or renaming an entry
+    changes its folder's): the sidebar's catalog, the page and the trainer all ask, and a 70,000-image folder
+    costs ~0.5 s to list. A scan of a folder changed within RACY_S of it is not remembered."""
     root = Path(root)
+    key = (str(root), name, title)
+    with _scan_memo_lock:
+        hit = _scan_memo.get(key)
+    if hit is not None and _listing_stamp([Path(f) for f, _, _ in hit[0]]) == hit[0]:
+        return _copy_info(hit[1])
+    started_ns = time.time_ns()
+    listed = _Listed()
+    info = _scan_folder(root, name, title, listed)
+    stamp = _listing_stamp(listed.folders) if listed.complete else None
+    if stamp and max(ns for _, _, ns in stamp) < started_ns - int(RACY_S * 1e9):
+        with _scan_memo_lock:
+            _scan_memo.pop(key, None)
+            _scan_memo[key] = (stamp, info)
+            while len(_scan_memo) > SCAN_MEMO_ENTRIES:
+                _scan_memo.pop(next(iter(_scan_memo)))
+        return _copy_info(info)
+    return info
+
+
+def _scan_folder(root: Path, name: str | None, title: str | None, listed: _Listed) -> DatasetInfo:
     if not root.is_dir():
         raise UserError(f"dataset folder not found: {root}")
+    listed.folders.append(root)
     stray: list[tuple[str, str]] = []
     subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
     split_dirs = {SPLIT_ALIASES[d.name.lower()]: d for d in subdirs if d.name.lower() in SPLIT_ALIASES}
@@ -135,7 +195,8 @@ def scan_folder(root: Path, name: str | None = None, title: str | None = None) -
     if split_dirs and "train" in split_dirs:
         layout = "split"
         for split, d in split_dirs.items():
-            files[split] = _scan_classes(d, stray)
+            listed.folders.append(d)
+            files[split] = _scan_classes(d, stray, listed)
         for d in subdirs:
             if d.name.lower() not in SPLIT_ALIASES:
                 stray.append((str(d), "folder beside train/ and test/ ignored"))
@@ -144,7 +205,7 @@ def scan_folder(root: Path, name: str | None = None, title: str | None = None) -
                 stray.append((str(f), "file outside any class folder"))
     else:
         layout = "flat"
-        files["all"] = _scan_classes(root, stray)
+        files["all"] = _scan_classes(root, stray, listed)
         stray = [s for s in stray if not s[0].lower().endswith("readme.md")]
     class_names = sorted({c for per in files.values() for c, fs in per.items() if fs})
     for per in files.values():
