@@ -25,26 +25,36 @@ def _import(zip_file, folder: list, name: str):
         return import_dataset(p, name or Path(zip_file.name).stem)
 
 
+def _import_form() -> None:
+    st.caption("Classes as folders at the top (or inside one wrapping folder), optionally split into "
+               "train/ validation/ test/. Only images are kept; each is checked and re-encoded.")  # fmt: skip
+    c1, c2 = st.columns(2)
+    up = c1.file_uploader("Dataset zip", type=["zip"], key="import_zip")
+    folder = c2.file_uploader("…or a folder", accept_multiple_files="directory", key="import_folder")
+    name = st.text_input(
+        "Name", key="import_name", placeholder="e.g. jedi-sith (blank: the zip or folder name)"
+    )
+    if st.button("Import", key="import_button", disabled=up is None and not folder):
+        try:
+            rep = _import(up, folder or [], name.strip())
+        except UserError as exc:
+            _shared.error(exc)
+            return
+        _shared.catalog.clear()
+        st.session_state.pending_dataset = rep.name
+        st.session_state.import_report = (rep.name, rep.imported, rep.skipped)
+        st.rerun()
+
+
 def import_box() -> None:
-    with st.expander("Import a dataset (a zip, or a folder of class folders)", icon=":material/upload:"):
-        st.caption("Classes as folders at the top (or inside one wrapping folder), optionally split into "
-                   "train/ validation/ test/. Only images are kept; each is checked and re-encoded.")  # fmt: skip
-        c1, c2 = st.columns(2)
-        up = c1.file_uploader("Dataset zip", type=["zip"], key="import_zip")
-        folder = c2.file_uploader("…or a folder", accept_multiple_files="directory", key="import_folder")
-        name = st.text_input(
-            "Name", key="import_name", placeholder="e.g. jedi-sith (blank: the zip or folder name)"
-        )
-        if st.button("Import", key="import_button", disabled=up is None and not folder):
-            try:
-                rep = _import(up, folder or [], name.strip())
-            except UserError as exc:
-                _shared.error(exc)
-                return
-            _shared.catalog.clear()
-            st.session_state.pending_dataset = rep.name
-            st.session_state.import_report = (rep.name, rep.imported, rep.skipped)
-            st.rerun()
+    """Its body runs only while it is open (the expander reruns the page when toggled). A first visit then loads
+    no uploader or text-field code: ~12 requests that queued ahead of the sample pictures (a browser opens 6
+    connections per host), measured in bench/bench_page_paint.py."""
+    box = st.expander("Import a dataset (a zip, or a folder of class folders)", icon=":material/upload:",
+                      key="import_expander", on_change="rerun")  # fmt: skip
+    if box.open:
+        with box:
+            _import_form()
     if "import_report" in st.session_state:
         name, imported, skipped = st.session_state.pop("import_report")
         st.success(f"Imported {imported} images into {name}.")

@@ -90,7 +90,7 @@ def _zip_bomb() -> bytes:
 
 def test_dataset_zip_uploader(env, tmp_path):
     _, name, _ = env
-    at = open_page(active_dataset=name)
+    at = open_page(active_dataset=name, import_expander=True)
     cases = [("notes.zip", b"plain text", "not a zip"), ("empty.zip", b"", "zip"),
              ("huge.zip", _zip_bomb(), "two classes")]  # fmt: skip
     for fname, data, needle in cases:

@@ -45,6 +45,9 @@ def test_import_zip_then_bad_zips_give_one_line_errors(tmp_path):
     src = make_image_folder(tmp_path / "src", per_class=3)
     good = _zip_bytes(tmp_path, lambda zf: [zf.write(p, p.relative_to(src)) for p in src.rglob("*.png")])
     at = open_page()
+    assert not at.get("file_uploader") and not at.text_input  # closed: a first visit loads no uploader code
+    at.session_state["import_expander"] = True  # what opening it does
+    at.run()
     at.file_uploader(key="import_zip").set_value(("shapes.zip", good, "application/zip")).run()
     at.text_input(key="import_name").input("shapes").run()
     at.button(key="import_button").click().run()
@@ -102,7 +105,7 @@ def test_import_a_folder_upload_with_hostile_paths_skipped(tmp_path):
     src = make_image_folder(tmp_path / "pets", per_class=3)
     files = [(str(p.relative_to(tmp_path)), p.read_bytes(), "image/png") for p in sorted(src.rglob("*.png"))]
     files += [("pets/../escape.png", files[0][1], "image/png"), ("/etc/evil.png", files[0][1], "image/png")]
-    at = open_page(active_dataset="digits")
+    at = open_page(active_dataset="digits", import_expander=True)
     assert at.file_uploader(key="import_folder").accept_directory
     at.file_uploader(key="import_folder").set_value(files).run()
     at.button(key="import_button").click().run()
