@@ -43,6 +43,7 @@ SAMPLE_IMAGES_SHOWN = """() => {
 MILESTONES = ("title", "summary", "samples", "chart", "quality")
 CONTENT = ("title", "summary", "samples")  # what "the page's content is visible" means here
 FLOOR = "floor-app"  # a one-line app (st.title) on the same server and config: Streamlit's and Chromium's own cost
+VIEWPORT = {"width": 1400, "height": 1000}
 
 
 def _free_port() -> int:
@@ -97,7 +98,7 @@ def _one(
     from playwright.sync_api import expect
 
     fresh = hasattr(browser, "new_context")
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000}) if fresh else browser
+    ctx = browser.new_context(viewport=VIEWPORT) if fresh else browser
     page = ctx.new_page()  # a tab is opened before the server starts: only the page load is timed
     proc, url, health_s = _start(tree, tmp, keep_runs, port)
     out = {"health": health_s}
@@ -166,8 +167,7 @@ def measure(
         browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)  # before any clock starts
         state = {t: Path(tmp) / f"state-{i}" for i, t in enumerate(trees)}
         ports = {t: _free_port() if returning else None for t in trees}
-        viewport = {"width": 1400, "height": 1000}
-        visitor = {t: browser.new_context(viewport=viewport) if returning else browser for t in trees}
+        visitor = {t: browser.new_context(viewport=VIEWPORT) if returning else browser for t in trees}
         try:
             if warm or returning:
                 for tree in trees:

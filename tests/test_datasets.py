@@ -229,23 +229,18 @@ def test_a_folder_scan_is_remembered_until_a_listing_changes(isolated_dirs):
     gone = root / "train" / "circle" / "circle_000.png"
     stamp = os.stat(gone.parent)
     gone.unlink()
-    os.utime(
-        gone.parent, ns=(stamp.st_atime_ns, stamp.st_mtime_ns)
-    )  # a listing changed behind its mtime's back
+    # a listing changed behind its mtime's back
+    os.utime(gone.parent, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     again = datasets.get_dataset("memo")
     assert again.counts == first.counts and again is not first  # remembered, and a copy
     again.counts["train"]["circle"] = 99
     again.files["train"]["circle"].clear()
-    assert (
-        datasets.get_dataset("memo").counts["train"]["circle"] == 4
-    )  # a caller's edits never reach the memo
+    # a caller's edits never reach the memo
+    assert datasets.get_dataset("memo").counts["train"]["circle"] == 4
 
-    (root / "train" / "circle" / "circle_new.png").write_bytes(
-        gone.parent.joinpath("circle_001.png").read_bytes()
-    )
-    assert (
-        datasets.get_dataset("memo").counts["train"]["circle"] == 4
-    )  # -1 then +1, now seen: the mtime moved
+    (gone.parent / "circle_new.png").write_bytes((gone.parent / "circle_001.png").read_bytes())
+    # -1 then +1, now seen: the folder's mtime moved
+    assert datasets.get_dataset("memo").counts["train"]["circle"] == 4
     (root / "test" / "stripes" / "stripes_000.png").unlink()
     assert datasets.get_dataset("memo").counts["test"]["stripes"] == 1
     (root / "train" / "triangle").mkdir()
