@@ -117,6 +117,15 @@ def need_run(page: str) -> runs.Run | None:
     return run
 
 
+MARKDOWN_PUNCTUATION = frozenset("\\`*_{}[]()<>#+-.!|:$~")
+
+
+def md_text(s: str) -> str:
+    """A name (a class folder's, say) shown as itself inside st.markdown: `[`, `*`, `$` or `:` would otherwise
+    start a link, emphasis, LaTeX or a colour directive."""
+    return "".join("\\" + ch if ch in MARKDOWN_PUNCTUATION else ch for ch in s)
+
+
 def fmt_seconds(s: float | None) -> str:
     if s is None:
         return "-"

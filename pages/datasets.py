@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import figures
-from core.data import augmentation, datasets, keras_datasets
+from core.data import augmentation, datasets, images, keras_datasets
 from core.errors import UserError
 from pages import _dataset_build, _dataset_manage, _shared, _trash_empty
 
@@ -22,6 +22,18 @@ def _samples(name: str, per_class: int, seed: int, mtime: float, _info: datasets
     return datasets.samples(_info, per_class, seed)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _sample_strips(
+    name: str, seed: int, mtime: float, _info: datasets.DatasetInfo
+) -> list[tuple[str, int, str]]:
+    """(class, images in it, its strip of 8 samples as a PNG data URI) for each class that has any."""
+    totals = _info.class_totals()
+    shown = _samples(name, 8, seed, mtime, _info)
+    return [(c, totals.get(c, 0), images.png_data_uri(datasets.thumbnail_strip([a for _, a in items])))
+            for c, items in shown.items() if items]  # fmt: skip
+
+
+STRIPS_PER_ELEMENT = 10
 CHART_HEIGHT = 320  # px; its slot is reserved at this height so nothing moves when the chart arrives
 
 
@@ -57,11 +69,13 @@ def _samples_grid(info: datasets.DatasetInfo, mtime: float) -> None:
     seed = st.session_state.setdefault("sample_seed", 0)
     if st.button("Reshuffle", key="reshuffle", icon=":material/shuffle:"):
         seed = st.session_state.sample_seed = seed + 1
-    shown = _samples(info.name, 8, seed, mtime, info)
-    for c, items in shown.items():
-        if items:
-            st.caption(f"**{c}** · {info.class_totals().get(c, 0):,} images")
-            st.image(datasets.thumbnail_strip([a for _, a in items]))
+    # Markdown with the pictures inside as data URIs: with st.image the browser fetched each strip from the
+    # server, whose answers waited while this script thread went on to build the page below. One element per
+    # STRIPS_PER_ELEMENT classes keeps a 100-class dataset's message small (README, "cold start of the UI").
+    rows = [f":small[:gray[**{_shared.md_text(c)}** · {total:,} images]]\n\n![{_shared.md_text(c)}: samples]({uri})"
+            for c, total, uri in _sample_strips(info.name, seed, mtime, info)]  # fmt: skip
+    for i in range(0, len(rows), STRIPS_PER_ELEMENT):
+        st.markdown("\n\n".join(rows[i : i + STRIPS_PER_ELEMENT]))
 
 
 def _quality_box(info: datasets.DatasetInfo, mtime: float) -> None:

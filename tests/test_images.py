@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import time
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+from core.data import images
 from core.data.images import ALLOWED_EXTENSIONS, load_image, prepare, to_mode, to_model_input
 from core.errors import UserError
 
@@ -416,3 +418,14 @@ def test_heic_photo_decodes(tmp_path):
     path = tmp_path / "IMG_0001.heic"
     path.write_bytes(data)
     assert load_image(path).size == (64, 48)
+
+
+def test_png_data_uri_round_trips_every_channel_layout():
+    rng = np.random.default_rng(0)
+    for shape in [(5, 7), (5, 7, 1), (5, 7, 3), (5, 7, 4)]:
+        a = rng.integers(0, 256, shape, dtype=np.uint8)
+        uri = images.png_data_uri(a)
+        assert uri.startswith("data:image/png;base64,")
+        back = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+        assert back.shape == (shape if len(shape) == 3 and shape[2] != 1 else shape[:2])
+        assert np.array_equal(back, a.reshape(back.shape))

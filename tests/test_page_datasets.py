@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import re
 import zipfile
+
+from PIL import Image
 
 from core.data import datasets
 from core.errors import UserError
 from core.training import runs
 from tests.apptest_support import open_page, texts
 from tests.helpers import make_dataset, make_image_folder
+
+DATA_URI = re.compile(r"\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
+
+
+def sample_strips(at) -> list[Image.Image]:
+    """The sample strips the page sent inside its markdown, decoded."""
+    found = [m for md in at.markdown for m in DATA_URI.findall(md.value)]
+    return [Image.open(io.BytesIO(base64.b64decode(b))) for b in found]
 
 
 def test_datasets_page_renders_the_embedded_sample():
@@ -19,14 +31,21 @@ def test_datasets_page_renders_the_embedded_sample():
     assert "Fashion-MNIST sample (embedded)" in shown and "10 classes" in shown and "7,000 images" in shown
     assert "No unreadable or stray files." in shown
     assert at.button(key="reshuffle") is not None
+    strips = sample_strips(at)
     assert (
-        len(at.image) == 10
-    )  # one strip of samples per class; the augmentation preview waits to be asked for
+        len(strips) == 10 and not at.image
+    )  # a strip per class; the augmentation preview waits to be asked for
+    assert all(
+        s.mode == "RGBA" and s.height == 72 and s.width == 8 * 72 + 7 * 6 for s in strips
+    )  # 8 per class
+    assert "**Ankle\\_boot** · 700 images" in texts(at)
     assert not [s for s in at.selectbox if s.key == "aug_preset"]
     at.button(key="reshuffle").click().run()
     assert not at.exception
+    reshuffled = sample_strips(at)
+    assert len(reshuffled) == 10 and [s.tobytes() for s in reshuffled] != [s.tobytes() for s in strips]
     at.toggle(key="aug_show").set_value(True).run()
-    assert not at.exception and len(at.image) == 11  # plus the augmentation grid
+    assert not at.exception and len(at.image) == 1  # the augmentation grid
     at.selectbox(key="aug_preset").set_value("cats-dogs-2").run()
     assert not at.exception
     assert not [
@@ -129,3 +148,11 @@ def test_start_here_on_the_datasets_page_until_the_first_run_exists():
     runs.update_status(run.path, state="completed")
     at.run()
     assert not at.exception and "Start here" not in texts(at)
+
+
+def test_names_shown_in_markdown_are_escaped():
+    from pages._shared import md_text
+
+    assert md_text("T-shirt_top") == "T\\-shirt\\_top"
+    assert md_text("[a](b) *c* :red[d] $x$") == "\\[a\\]\\(b\\) \\*c\\* \\:red\\[d\\] \\$x\\$"
+    assert md_text("plain words 123") == "plain words 123"

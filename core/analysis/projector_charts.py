@@ -3,13 +3,10 @@ thumbnails with plotly, or a Vega-Lite chart whose tooltip shows each point's im
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from PIL import Image
 
 from core import figures
 from core.analysis import evaluation, projector
@@ -21,13 +18,8 @@ HOVER_SIDE = 84  # small images are enlarged (nearest neighbour) to about this m
 
 def data_uris(arrays: Iterable[np.ndarray], side: int = HOVER_SIDE) -> list[str]:
     """PNG data URIs of uint8 images (H, W, 1|3), small ones enlarged to about `side` pixels."""
-    out = []
-    for a in arrays:
-        buf = io.BytesIO()
-        a = images.upscale_to(a, side)  # a 28×28 image is readable in a tooltip at 3×
-        Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(buf, format="PNG")
-        out.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
-    return out
+    # a 28×28 image is readable in a tooltip at 3×
+    return [images.png_data_uri(images.upscale_to(a, side)) for a in arrays]
 
 
 def _groups(result: evaluation.EvaluationResult, idx: np.ndarray, by: str) -> tuple[list[str], np.ndarray]:
