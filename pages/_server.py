@@ -3,9 +3,9 @@
 `streamlit run app.py` serves app.py's `st.App`; its lifespan starts `warm_imports` in a thread. A browser needs
 0.4-0.8 s from the server's first answer to the first script run (index.html, Streamlit's bundle, the WebSocket);
 the app's and the Datasets page's own imports (~0.3-0.5 s on 2 cores) and the first view's folder scans fit inside
-that. The script waits for the
-thread before it imports anything (`wait_warm`), so no module is ever imported by two threads at once: Python's
-per-module import locks resolve a cross-thread cycle by handing one thread a half-initialised module."""
+that. The script waits for the thread before it imports anything (`wait_warm`), so no module is ever imported by
+two threads at once: Python's per-module import locks resolve a cross-thread cycle by handing one thread a
+half-initialised module."""
 
 from __future__ import annotations
 
