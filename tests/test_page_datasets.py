@@ -156,3 +156,14 @@ def test_names_shown_in_markdown_are_escaped():
     assert md_text("T-shirt_top") == "T\\-shirt\\_top"
     assert md_text("[a](b) *c* :red[d] $x$") == "\\[a\\]\\(b\\) \\*c\\* \\:red\\[d\\] \\$x\\$"
     assert md_text("plain words 123") == "plain words 123"
+
+
+def test_a_dataset_with_many_classes_sends_its_strips_ten_to_an_element():
+    classes = [f"class [{i}]" for i in range(12)]  # brackets would open a link if the name were not escaped
+    name = make_dataset("many", classes=classes, per_class=3)
+    at = open_page(active_dataset=name)
+    assert not at.exception
+    with_strips = [md.value for md in at.markdown if "data:image/png;base64," in md.value]
+    assert [v.count("data:image/png;base64,") for v in with_strips] == [10, 2]
+    assert "**class \\[0\\]** · 3 images" in with_strips[0]
+    assert all(s.height == 72 and s.width == 3 * 72 + 2 * 6 for s in sample_strips(at))  # 3 per class
