@@ -18,6 +18,14 @@ CURVE_POINTS = """() => Math.max(0, ...[...document.querySelectorAll('.js-plotly
     .map(p => p.data[0].x.length))"""
 
 
+# Every point count the loss curve shows, noted on each animation frame: polling from the test (300 ms apart, each
+# Playwright call slow on a busy machine) once missed the 3 s in which the curve had one point.
+CURVE_WATCH = f"""() => {{
+  window.__curveSeen = new Set();
+  const tick = () => {{ window.__curveSeen.add(({CURVE_POINTS})()); requestAnimationFrame(tick); }};
+  requestAnimationFrame(tick);
+}}"""
+
 IMAGES_LOADED = "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)"
 
 
@@ -64,6 +72,7 @@ def test_new_user_journey(app_server, page, tmp_path):
     # 2. Train the default preset for 2 epochs and watch the curve grow
     page.get_by_test_id("stSidebar").get_by_role("link", name="Train").click()
     expect(page.get_by_text("Model summary").first).to_be_visible()
+    page.evaluate(CURVE_WATCH)
     press_train(page, {"Epochs": 2, "Batch size": 32})  # smaller batches: epochs long enough to see the curve
     seen: set[int] = set()
     done = page.get_by_text("completed", exact=True).first
@@ -74,6 +83,7 @@ def test_new_user_journey(app_server, page, tmp_path):
         page.wait_for_timeout(300)
     page.wait_for_function(f"({CURVE_POINTS})() >= 2", timeout=60_000)  # the last redraw may trail the status
     seen.add(page.evaluate(CURVE_POINTS))
+    seen |= set(page.evaluate("() => [...window.__curveSeen]"))
     assert {1, 2} <= seen, f"curve points seen while training: {sorted(seen)}"
     expect(
         page.get_by_text("Active run", exact=True)
