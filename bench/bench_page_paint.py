@@ -118,7 +118,6 @@ def _one(
 
     browser: a Browser (a new context each time: a first visit) or a BrowserContext (its HTTP cache is kept: a
     returning visitor, as long as the port, hence the origin, stays the same)."""
-
     fresh = hasattr(browser, "new_context")
     ctx = browser.new_context(viewport=VIEWPORT) if fresh else browser
     page = ctx.new_page()  # a tab is opened before the server starts: only the page load is timed

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import random
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
-from PIL import Image
 
-from core.data import datasets, keras_datasets
+from core.data import datasets, images, keras_datasets
 from core.errors import UserError
 from pages import _shared
 
@@ -55,15 +53,9 @@ def random_sample(dataset: str, seed: int) -> tuple[str, Source, str]:
 UPLOAD_MB = 64  # per image; the server-wide cap (.streamlit/config.toml) is larger, for dataset zips
 
 
-def png_bytes(array: np.ndarray) -> bytes:
-    """Arrays go through the same decode path as uploads, so they are encoded the way a file would be."""
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def as_sources(items: list[tuple[str, Source]]) -> list[tuple[str, bytes | Path]]:
-    return [(name, png_bytes(src) if isinstance(src, np.ndarray) else src) for name, src in items]
+    # arrays go through the same decode path as uploads, so they are encoded the way a file would be
+    return [(name, images.png_bytes(src) if isinstance(src, np.ndarray) else src) for name, src in items]
 
 
 def _uploads(key: str, multiple: bool) -> list[tuple[str, Source]]:

@@ -336,10 +336,15 @@ def upscale_to(a: np.ndarray, side: int) -> np.ndarray:
     return upscale(a, side // max(1, max(a.shape[:2])))
 
 
-def png_data_uri(a: np.ndarray) -> str:
-    """A uint8 picture (H, W) or (H, W, 1|3|4) as a PNG `data:` URI: it travels inside the element that shows it, so
-    the browser draws it without a request of its own to the server."""
+def png_bytes(a: np.ndarray) -> bytes:
+    """A uint8 picture (H, W) or (H, W, 1|3|4) encoded as PNG."""
     a = np.ascontiguousarray(a, dtype=np.uint8)
     buf = io.BytesIO()
     Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
+
+
+def png_data_uri(a: np.ndarray) -> str:
+    """`png_bytes` as a `data:` URI: it travels inside the element that shows it, so the browser draws it without a
+    request of its own to the server."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(a)).decode("ascii")
