@@ -85,7 +85,9 @@ def _manage_row(t: editing.DatasetTree, cls: str | None) -> None:
             st.text_input(f"New name for {cls}", key="build_rename_class")
             st.button("Rename", key="build_rename_class_button", on_click=_rename_class, args=(t.name, cls))
         with c3.popover("Delete class", icon=":material/delete:"):
-            st.write(f"Move class **{cls}** ({t.total(cls)} images) to the trash? You can undo it.")
+            st.write(
+                f"Move class **{_shared.md_text(cls)}** ({t.total(cls)} images) to the trash? You can undo it."
+            )
             st.button("Yes, delete class", key="build_delete_class", type="primary", on_click=_dataset_edits.act,
                       args=(editing.delete_class, t.name, cls), kwargs={"removed": f"class {cls}"})  # fmt: skip
     with c4.popover("Dataset", icon=":material/settings:"):

@@ -10,6 +10,7 @@ import streamlit as st
 from core.data import browse, editing
 from core.data.images import ALLOWED_EXTENSIONS
 from core.errors import UserError
+from pages import _shared
 from pages._dataset_edits import act, undo
 
 PAGE_SIZE = 24  # thumbnails per page of a class
@@ -88,7 +89,9 @@ def report() -> None:
     if rep is None:
         return
     if rep.added:
-        st.success(f"Added {len(rep.added)} image(s) to {rep.cls}.", icon=":material/check_circle:")
+        st.success(
+            f"Added {len(rep.added)} image(s) to {_shared.md_text(rep.cls)}.", icon=":material/check_circle:"
+        )
     if rep.skipped:
         st.warning(f"Skipped {len(rep.skipped)} file(s).")
         st.dataframe({"skipped": [f for f, _ in rep.skipped], "why": [w for _, w in rep.skipped]},
@@ -111,7 +114,7 @@ def grid(t: editing.DatasetTree, cls: str) -> None:
     if st.session_state.get("build_page", 1) > pages:
         st.session_state.build_page = pages
     view = browse.grid_page(found, st.pagination(pages, key="build_page") if pages > 1 else 1, PAGE_SIZE)
-    st.caption(f"{view.found:,} image(s) in **{cls}**" + (f" matching “{query}”" if query else "")
+    st.caption(f"{view.found:,} image(s) in **{_shared.md_text(cls)}**" + (f" matching “{_shared.md_text(query)}”" if query else "")
                + (f" · showing {view.first}–{view.last}" if view.shown else ""))  # fmt: skip
     others = browse.move_targets(t.classes, cls)
     mtime = t.path.stat().st_mtime
@@ -121,7 +124,7 @@ def grid(t: editing.DatasetTree, cls: str) -> None:
         with cols[i % COLUMNS]:
             thumb = _thumb(t.name, rel, mtime)
             if thumb is None:
-                st.caption(f"{name} (unreadable)")
+                st.caption(f"{_shared.md_text(name)} (unreadable)")
             else:
                 st.image(thumb, caption=tile.caption)
             with st.popover("Edit", key=f"build_edit_{rel}"):
@@ -136,7 +139,7 @@ def grid(t: editing.DatasetTree, cls: str) -> None:
 def undo_list(dataset: str) -> None:
     for d, entry, label in browse.recent_removals(st.session_state.get("build_removed", []), dataset):
         c1, c2 = st.columns([5, 1], vertical_alignment="center")
-        c1.caption(f"Moved {label} to the trash.")
+        c1.caption(f"Moved {_shared.md_text(label)} to the trash.")
         c2.button(
             "Undo", key=f"build_undo_{d}_{entry}", on_click=undo, args=(d, entry), icon=":material/undo:"
         )

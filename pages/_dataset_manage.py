@@ -57,7 +57,7 @@ def import_box() -> None:
             _import_form()
     if "import_report" in st.session_state:
         name, imported, skipped = st.session_state.pop("import_report")
-        st.success(f"Imported {imported} images into {name}.")
+        st.success(f"Imported {imported} images into {_shared.md_text(name)}.")
         if skipped:
             st.dataframe(
                 {"skipped": [f for f, _ in skipped], "why": [w for _, w in skipped]}, hide_index=True
@@ -88,7 +88,7 @@ def undo_box() -> None:
         _shared.error(st.session_state.pop("datasets_error"))
     for entry, name in st.session_state.get("deleted_datasets", [])[-3:]:
         c1, c2 = st.columns([5, 1], vertical_alignment="center")
-        c1.caption(f"Moved dataset **{name}** to the trash.")
+        c1.caption(f"Moved dataset **{_shared.md_text(name)}** to the trash.")
         c2.button("Undo", key=f"undo_dataset_{entry}", on_click=_undo, args=(entry,), icon=":material/undo:")
 
 
@@ -97,7 +97,7 @@ def delete_box(info: datasets.DatasetInfo) -> None:
     if info.kind != "folder" or info.name == EMBEDDED_DATASET:
         return
     with st.popover("Delete dataset", icon=":material/delete:"):
-        st.write(f"Move dataset **{info.name}** ({info.total:,} images) to the trash? "
+        st.write(f"Move dataset **{_shared.md_text(info.name)}** ({info.total:,} images) to the trash? "
                  "You can undo it in this session.")  # fmt: skip
         st.button("Yes, delete", key=f"confirm_delete_dataset_{info.name}", type="primary", on_click=_delete,
                   args=(info.name,))  # fmt: skip

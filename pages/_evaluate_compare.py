@@ -54,7 +54,7 @@ def _sides(c: comparison.Comparison) -> None:
     cols = st.columns(2)
     for col, tag, s, other in ((cols[0], "A (this run)", c.a, None), (cols[1], "B", c.b, c.a)):
         with col.container(border=True):
-            st.markdown(f"**{tag}** · {s.label}")
+            st.markdown(f"**{tag}** · {_shared.md_text(s.label)}")
             m = st.columns(3)
             delta = None if other is None else f"{(s.accuracy - other.accuracy) * 100:+.1f} points"
             m[0].metric("Accuracy", f"{s.accuracy:.1%}", delta=delta)
@@ -106,7 +106,7 @@ def show(run: runs.Run) -> None:
     st.caption(f"Both scored on the same {c.num_samples:,} images of the {split} split.")
     _sides(c)
     t = c.test
-    st.markdown(f"**{c.verdict()}**")
+    st.markdown(f"**{_shared.md_text(c.verdict())}**")
     stat = f", χ² = {t.statistic:.2f}" if t.statistic is not None else ""
     st.caption(f"McNemar's test: only A right on {t.only_a} images, only B right on {t.only_b}; "
                f"p = {t.p_value:.4g} ({t.method}{stat}; {comparison.MCNEMAR_RULE}).")  # fmt: skip

@@ -63,7 +63,10 @@ def _open(run: runs.Run, result: evaluation.EvaluationResult, sample: int) -> No
     fig.update_layout(height=40 + 24 * len(order), margin=dict(l=0, r=0, t=10, b=0),
                       xaxis=dict(range=[0, 1], tickformat=".0%"), yaxis=dict(autorange="reversed", type="category"))  # fmt: skip
     with c3:
-        st.markdown(f"**{pred}** · {probs[order[0]]:.1%}" + ("" if pred == true else f" (true: {true})"))
+        st.markdown(
+            f"**{_shared.md_text(pred)}** · {probs[order[0]]:.1%}"
+            + ("" if pred == true else f" (true: {_shared.md_text(true)})")
+        )
         st.plotly_chart(fig, key="proj_probs", config={"displayModeBar": False})
 
 

@@ -89,7 +89,9 @@ def _sample(key: str, dataset: str | None) -> list[tuple[str, Source]]:
             _shared.error(exc)
             return []
     _, name, src, cls = st.session_state[state]
-    st.caption(f"From **{dataset}** · file {name} · true class **{cls}**")
+    st.caption(
+        f"From **{_shared.md_text(dataset)}** · file {_shared.md_text(name)} · true class **{_shared.md_text(cls)}**"
+    )
     return [(f"{name} (true class: {cls})", src)]
 
 

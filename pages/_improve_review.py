@@ -15,7 +15,7 @@ import streamlit as st
 
 from core.analysis.projector_charts import data_uris
 from core.data import fixes, thumbnails
-from pages import _improve_fixes
+from pages import _improve_fixes, _shared
 
 # label issues shown as cards with their own buttons; the table below them takes a selection for bulk fixes
 CARDS = 8
@@ -100,7 +100,7 @@ def _label_issues(dataset: str, review: ModuleType, issues: list, root: Path | N
             uri = _uri(root, issue.path) if root is not None else None
             if uri:
                 c1.image(uri, width=THUMB)
-            c2.markdown(f"`{issue.path}`  \ngiven **{issue.given}** → suggested **{issue.suggested}** · "
+            c2.markdown(f"`{issue.path}`  \ngiven **{_shared.md_text(issue.given)}** → suggested **{_shared.md_text(issue.suggested)}** · "
                         f"score {issue.score:.3f}")  # fmt: skip
             b1, b2, b3 = c3.columns(3)
             b1.button(f"Relabel as {issue.suggested}", key=f"imp_li_relabel_{n}", on_click=_improve_fixes.fix,

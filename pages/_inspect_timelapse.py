@@ -132,8 +132,8 @@ def _show(run_dir: Path, index: recordings.TimeLapseIndex, i: int, epoch: int) -
     names = index.class_names
     probs = np.nan_to_num(frame.probs[i].astype(np.float64), nan=0.0)
     best = int(np.argmax(probs))
-    st.markdown(f"**{_label(epoch).capitalize()}** · predicted **{names[best]}** {probs[best]:.1%} · "
-                f"true class {img.get('class', '?')}")  # fmt: skip
+    st.markdown(f"**{_label(epoch).capitalize()}** · predicted **{_shared.md_text(names[best])}** {probs[best]:.1%} · "
+                f"true class {_shared.md_text(str(img.get('class', '?')))}")  # fmt: skip
     left, right = st.columns([1, 1.6])
     explained = names[int(frame.cam_class[i])]
     left.image(

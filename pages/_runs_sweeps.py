@@ -60,7 +60,7 @@ def form(dataset: str | None) -> None:
     if not dataset:
         st.info("Pick a dataset in the sidebar first.")
         return
-    st.caption(f"Dataset: **{_shared.dataset_titles().get(dataset, dataset)}** (change it in the sidebar). "
+    st.caption(f"Dataset: **{_shared.md_text(_shared.dataset_titles().get(dataset, dataset))}** (change it in the sidebar). "
                "Each trial is an ordinary run, trained one at a time in the background.")  # fmt: skip
     c1, c2, c3, c4 = st.columns(4)
     names = list(architectures.PRESETS)

@@ -107,7 +107,7 @@ def _save_label(run_id: str) -> None:
 def _undo_box() -> None:
     for entry, label in st.session_state.get("deleted_runs", [])[-3:]:
         c1, c2 = st.columns([5, 1], vertical_alignment="center")
-        c1.caption(f"Moved **{label}** to the trash.")
+        c1.caption(f"Moved **{_shared.md_text(label)}** to the trash.")
         c2.button("Undo", key=f"undo_run_{entry}", on_click=_undo, args=(entry,), icon=":material/undo:")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -117,13 +118,18 @@ def need_run(page: str) -> runs.Run | None:
     return run
 
 
-MARKDOWN_PUNCTUATION = frozenset("\\`*_{}[]()<>#+-.!|:$~")
+MARKDOWN_PUNCTUATION = frozenset("\\`*_[]<$~:")  # emphasis, code, links, LaTeX, strike-through, colours
+LINE_START = re.compile(r"[#\-+>!]|\d+[.)]")  # a heading, list or quote, only at the front of a line
 
 
 def md_text(s: str) -> str:
     """A name (a class folder's, say) shown as itself inside st.markdown: `[`, `*`, `$` or `:` would otherwise
-    start a link, emphasis, LaTeX or a colour directive."""
-    return "".join("\\" + ch if ch in MARKDOWN_PUNCTUATION else ch for ch in s)
+    start a link, emphasis, LaTeX or a colour directive, and `1.` or `-` in front a list. Hyphens and dots inside
+    a name stay as they are, so the text of `T-shirt` still reads `T-shirt`. A line break becomes a space."""
+    s = " ".join(s.splitlines())
+    out = "".join("\\" + ch if ch in MARKDOWN_PUNCTUATION else ch for ch in s)
+    front = LINE_START.match(out)
+    return out if front is None else f"{out[: front.end() - 1]}\\{out[front.end() - 1 :]}"
 
 
 def fmt_seconds(s: float | None) -> str:

@@ -49,6 +49,6 @@ def empty_box() -> None:
     if not items:
         return
     with st.popover(f"Empty trash ({trash_empty.describe(items)})", icon=":material/delete_forever:"):
-        st.write(f"Remove **{trash_empty.describe(items)}** (deleted runs, datasets and images) for good? "
+        st.write(f"Remove **{_shared.md_text(trash_empty.describe(items))}** (deleted runs, datasets and images) for good? "
                  "This cannot be undone.")  # fmt: skip
         st.button("Yes, empty the trash", key="confirm_empty_trash", type="primary", on_click=_empty)

@@ -43,10 +43,10 @@ def _card(i: int, pred: prediction.Prediction, threshold: float) -> None:
             if label == "unknown":
                 best, pb = pred.top()
                 st.markdown(
-                    f"#### unknown\nBest guess **{best}** at {pb:.1%}, below the {threshold:.0%} threshold."
+                    f"#### unknown\nBest guess **{_shared.md_text(best)}** at {pb:.1%}, below the {threshold:.0%} threshold."
                 )
             else:
-                st.markdown(f"#### {label} · {p:.1%}")
+                st.markdown(f"#### {_shared.md_text(label)} · {p:.1%}")
             _chart(pred, threshold, key=f"clf_chart_{i}")
 
 

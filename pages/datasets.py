@@ -128,7 +128,7 @@ def main() -> None:
     except UserError as exc:
         _shared.error(exc)
         return
-    st.markdown(f"**{info.title}** · {len(info.class_names)} classes · {info.total:,} images"
+    st.markdown(f"**{_shared.md_text(info.title)}** · {len(info.class_names)} classes · {info.total:,} images"
                 + (f" · {info.layout} layout" if info.kind == "folder" else ""))  # fmt: skip
     _dataset_manage.delete_box(info)
     if not info.available:

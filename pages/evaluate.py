@@ -135,7 +135,7 @@ def main() -> None:
     run = _shared.need_run("Evaluate")
     if run is None:
         return
-    st.caption(f"Run **{run.run_id}** · {run.config.preset} on {run.config.dataset}")
+    st.caption(f"Run **{run.run_id}** · {run.config.preset} on {_shared.md_text(run.config.dataset)}")
     _run_notices.show(run, "Evaluate")
     result = _result(run)
     if result is None:

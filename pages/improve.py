@@ -35,7 +35,7 @@ def main() -> None:
         return
     root = info.path if info.kind == "folder" and dataset != datasets.EMBEDDED_DATASET else None
     audited = run.run_id if run is not None and renames.same_dataset(run.config.dataset, dataset) else None
-    st.caption(f"Dataset **{info.title}**" + (f" · run **{audited}**" if audited else " · no run of this dataset active")
+    st.caption(f"Dataset **{_shared.md_text(info.title)}**" + (f" · run **{audited}**" if audited else " · no run of this dataset active")
                + (" · read-only: keep decisions only" if dataset == datasets.EMBEDDED_DATASET else ""))  # fmt: skip
     _improve_fixes.notices()
     _improve_audit.section(dataset, audited, root)

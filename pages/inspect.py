@@ -33,8 +33,8 @@ def _prediction_and_cam(lm: loading.LoadedModel, x: np.ndarray, seen: np.ndarray
     c1, c2, c3 = st.columns([1, 1, 1.3])
     c1.image(shown, caption=f"{name} · as the model sees it", width=SHOW_SIDE)
     with c3:
-        st.markdown(f"#### {lm.class_names[order[0]]} · {probs[order[0]]:.1%}")
-        st.caption(" · ".join(f"{lm.class_names[i]} {probs[i]:.1%}" for i in order[1:4]))
+        st.markdown(f"#### {_shared.md_text(lm.class_names[order[0]])} · {probs[order[0]]:.1%}")
+        st.caption(" · ".join(f"{_shared.md_text(lm.class_names[i])} {probs[i]:.1%}" for i in order[1:4]))
         k = len(lm.class_names)
         choice = st.selectbox("Grad-CAM explains", [-1, *range(k)], key="ins_cam_class", help=CAM_HELP,
                               format_func=lambda i: f"the predicted class ({lm.class_names[order[0]]})"

@@ -36,7 +36,9 @@ def _live(run_id: str) -> None:
     elif run.state == "failed":
         _shared.error(f"failed: {run.status.get('error')}")
     else:
-        st.success(f"{run.state}" + (f" — {run.status['note']}" if run.status.get("note") else ""))
+        st.success(
+            f"{run.state}" + (f" — {_shared.md_text(run.status['note'])}" if run.status.get("note") else "")
+        )
     _warnings(run)
     if epochs:
         st.plotly_chart(progress.curves_figure({run.run_id: epochs}), key=f"curves_{run_id}")
@@ -63,7 +65,9 @@ def main() -> None:
     st.title("Train")
     _shared.start_here()
     dataset = st.session_state.get("active_dataset")
-    st.caption(f"Dataset: **{_shared.dataset_titles().get(dataset, dataset)}** (change it in the sidebar)")
+    st.caption(
+        f"Dataset: **{_shared.md_text(_shared.dataset_titles().get(dataset, dataset))}** (change it in the sidebar)"
+    )
     req = _train_form.form(dataset)
     if req is None:
         return

@@ -153,16 +153,19 @@ def test_start_here_on_the_datasets_page_until_the_first_run_exists():
 def test_names_shown_in_markdown_are_escaped():
     from pages._shared import md_text
 
-    assert md_text("T-shirt_top") == "T\\-shirt\\_top"
-    assert md_text("[a](b) *c* :red[d] $x$") == "\\[a\\]\\(b\\) \\*c\\* \\:red\\[d\\] \\$x\\$"
+    assert md_text("T-shirt_top") == "T-shirt\\_top"  # a hyphen inside a name starts nothing
+    assert md_text("- a") == "\\- a" and md_text("12. b") == "12\\. b" and md_text("# c") == "\\# c"
+    assert md_text("two\nlines") == "two lines"
+    assert md_text("[a](b) *c* :red[d] $x$") == "\\[a\\](b) \\*c\\* \\:red\\[d\\] \\$x\\$"
     assert md_text("plain words 123") == "plain words 123"
 
 
 def test_a_dataset_with_many_classes_sends_its_strips_ten_to_an_element():
     classes = [f"class [{i}]" for i in range(12)]  # brackets would open a link if the name were not escaped
-    name = make_dataset("many", classes=classes, per_class=3)
+    name = make_dataset("many_sets_", classes=classes, per_class=3)  # `_sets_` would be emphasis
     at = open_page(active_dataset=name)
     assert not at.exception
+    assert any(md.value.startswith("**many\\_sets\\_** · 12 classes") for md in at.markdown), texts(at)
     with_strips = [md.value for md in at.markdown if "data:image/png;base64," in md.value]
     assert [v.count("data:image/png;base64,") for v in with_strips] == [10, 2]
     assert "**class \\[0\\]** · 3 images" in with_strips[0]
