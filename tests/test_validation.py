@@ -192,3 +192,14 @@ def test_offline_imagenet_weights_name_the_file_folder_and_url(monkeypatch, tmp_
     name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
     assert "network is unreachable" in msg and str(tmp_path / "models" / name) in msg
     assert f"{UNREACHABLE}mobilenet_v2/{name}" in msg and "(Exception)" not in msg
+
+
+@pytest.mark.parametrize("given", [{}, {"image_size": (16, 16), "channels": 1}])
+def test_a_folder_of_unreadable_images_is_refused_before_a_run_exists(given):
+    for cls in ("a", "b"):
+        (paths.data_dir() / "broken" / cls).mkdir(parents=True)
+        for i in range(3):
+            (paths.data_dir() / "broken" / cls / f"{i}.png").write_bytes(b"not a picture")
+    with pytest.raises(UserError, match="no readable images"):
+        trainer.start_run(_req(dataset="broken", **given))  # with its size given, nothing is probed but this
+    assert _no_runs()

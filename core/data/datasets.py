@@ -327,6 +327,18 @@ def _probe(path: Path) -> tuple[tuple[int, int] | None, str | None, str | None]:
         return None, None, str(exc)
 
 
+def check_readable(info: DatasetInfo, tries: int = 200) -> None:
+    """Refuse a folder none of whose first `tries` images opens, before a run is created for it; usually the first
+    image answers, where probing sizes decodes 200."""
+    if info.kind != "folder":
+        return
+    paths = (p for per in info.files.values() for fs in per.values() for p in fs)
+    for _, path in zip(range(tries), paths, strict=False):
+        if _probe(path)[2] is None:
+            return
+    raise UserError(f"dataset {info.name} has no readable images")
+
+
 def quality_report(info: DatasetInfo, limit: int | None = None) -> QualityReport:
     """Decode every image (or `limit` of them) to find sizes, modes and unreadable files."""
     sizes: Counter = Counter()

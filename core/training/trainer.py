@@ -120,7 +120,11 @@ def resolve(req: TrainRequest) -> RunConfig:
     sized = req.image_size is not None or preset.image_size
     coloured = req.channels is not None or preset.channels is not None
     # probing decodes up to 200 of the folder's images (0.33 s for 800x600 JPEGs): only when a default needs it
-    h, w, c = (0, 0, 0) if sized and coloured else datasets.default_input_shape(info)
+    if sized and coloured:
+        datasets.check_readable(info)
+        h, w, c = 0, 0, 0
+    else:
+        h, w, c = datasets.default_input_shape(info)
     h, w = _image_size(req, preset, (h, w))
     floor = architectures.min_image_side(req.preset, spec)
     if min(h, w) < floor:
