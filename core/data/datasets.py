@@ -63,6 +63,10 @@ class DatasetInfo:
     def total(self) -> int:
         return sum(sum(c.values()) for c in self.counts.values())
 
+    def all_files(self) -> list[Path]:
+        """Every image file of a folder dataset, split by split and class by class (empty for array datasets)."""
+        return [p for per in self.files.values() for fs in per.values() for p in fs]
+
     def class_totals(self) -> dict[str, int]:
         out: Counter[str] = Counter()
         for per_class in self.counts.values():
@@ -332,8 +336,7 @@ def check_readable(info: DatasetInfo, tries: int = 200) -> None:
     image answers, where probing sizes decodes 200."""
     if info.kind != "folder":
         return
-    paths = (p for per in info.files.values() for fs in per.values() for p in fs)
-    for _, path in zip(range(tries), paths, strict=False):
+    for path in info.all_files()[:tries]:
         if _probe(path)[2] is None:
             return
     raise UserError(f"dataset {info.name} has no readable images")
@@ -349,7 +352,7 @@ def quality_report(info: DatasetInfo, limit: int | None = None) -> QualityReport
         sizes[(x[1], x[0])] = info.total
         modes["L" if x[2] == 1 else "RGB"] = info.total
         return QualityReport(sizes, modes, [], [], 0)
-    paths = [p for per in info.files.values() for fs in per.values() for p in fs]
+    paths = info.all_files()
     if limit is not None and len(paths) > limit:
         paths = random.Random(0).sample(paths, limit)
     with ThreadPoolExecutor(4) as pool:
@@ -404,9 +407,7 @@ def cached_quality_report(info: DatasetInfo, *, in_worker: bool = False) -> Qual
     answering a browser meanwhile keeps its interpreter to itself; in this process when that is not possible."""
     if info.kind != "folder" or info.path is None:
         return quality_report(info)
-    rel = decode_cache.relative_paths(
-        info.path, [p for per in info.files.values() for fs in per.values() for p in fs]
-    )
+    rel = decode_cache.relative_paths(info.path, info.all_files())
     fp = decode_cache.fingerprint(info.path, rel)
     if fp is None:  # a file vanished while we looked: report on what is there now, remember nothing
         return quality_report(info)
@@ -554,7 +555,7 @@ def _cached_folder(info: DatasetInfo, wanted: int, image_size: tuple[int, int], 
                    progress: Callable[[float], None] | None) -> decode_cache.Entry | None:  # fmt: skip
     """The whole dataset from the decode cache; on a miss it is decoded and stored only when the request covers
     at least half of it (a few sampled images should not cost decoding thousands)."""
-    files = [p for per in info.files.values() for fs in per.values() for p in fs]
+    files = info.all_files()
     if not files or info.path is None:
         return None
     return decode_cache.cached_dataset(

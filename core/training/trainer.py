@@ -117,7 +117,7 @@ def resolve(req: TrainRequest) -> RunConfig:
         raise UserError(missing_message(req.dataset))
     if len(info.class_names) < 2:
         raise UserError(f"dataset {req.dataset} needs at least two classes with images")
-    sized = req.image_size is not None or preset.image_size
+    sized = req.image_size is not None or bool(preset.image_size)
     coloured = req.channels is not None or preset.channels is not None
     # probing decodes up to 200 of the folder's images (0.33 s for 800x600 JPEGs): only when a default needs it
     if sized and coloured:

@@ -31,7 +31,7 @@ def dataset_state(info: datasets.DatasetInfo) -> str | None:
     """A string that changes whenever the dataset's files do; None when a file vanished while we looked."""
     if info.kind != "folder" or info.path is None:
         return f"{info.kind}:{info.name}:{info.total}:{info.available}"
-    files = [p for per in info.files.values() for fs in per.values() for p in fs]
+    files = info.all_files()
     return decode_cache.fingerprint(info.path, decode_cache.relative_paths(info.path, files))
 
 
