@@ -240,3 +240,20 @@ def test_eviction_clears_a_json_left_without_its_npy():
     stray.write_text("not ours to judge")
     decode_cache.evict()
     assert not list(decode_cache.cache_dir().glob("*.json")) and stray.exists()
+
+
+def test_taking_rows_from_a_mapped_entry_reads_runs_and_survives_eviction(tmp_path):
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 256, (40, 6, 5, 3), dtype=np.uint8)
+    np.save(tmp_path / "e.npy", data)
+    entry = decode_cache.Entry("k", np.load(tmp_path / "e.npy", mmap_mode="r"), np.ones(40, bool), [])
+    rows = np.array(
+        [0, 1, 2, 7, 8, 3, 39, 39, 20, 21, 22, 23, 5]
+    )  # runs, gaps, a step back, a repeat, the last row
+    taken = entry.take(rows)
+    assert isinstance(taken, np.ndarray) and not isinstance(taken, np.memmap)
+    assert np.array_equal(taken, data[rows])
+    assert entry.take(np.arange(0)).shape == (0, 6, 5, 3)
+    if os.name != "nt":  # Windows refuses to remove a mapped file
+        (tmp_path / "e.npy").unlink()  # another process evicted the entry: the mapping still holds the rows
+        assert np.array_equal(entry.take(rows), data[rows])

@@ -42,6 +42,35 @@ class Entry:
     def index(self) -> dict[str, int]:
         return {p: i for i, p in enumerate(self.rel_paths)}
 
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """x[rows] as an array in memory. From a memmap, runs of consecutive rows (a split's rows mostly are) are
+        read with one readinto each: indexing the memmap faults in every 4 KiB page of the mapping, 0.17-0.63 s
+        for 2,400 160x160x3 images against 0.05-0.24 s this way (fresh processes, file in the page cache)."""
+        x = self.x
+        if not isinstance(x, np.memmap) or x.filename is None or len(rows) == 0:
+            return np.asarray(x[rows])
+        out = np.empty((len(rows), *x.shape[1:]), np.uint8)
+        flat = out.reshape(len(rows), -1)
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        try:
+            with open(x.filename, "rb", buffering=0) as fh:
+                for a, b in zip([0, *breaks], [*breaks, len(rows)], strict=True):
+                    fh.seek(x.offset + int(rows[a]) * flat.shape[1])
+                    _read_fully(fh, memoryview(flat[a:b].data).cast("B"))
+        except OSError:  # evicted by another process since it was mapped: the mapping itself still reads
+            return np.asarray(x[rows])
+        return out
+
+
+def _read_fully(fh, view: memoryview) -> None:
+    """One read returns at most ~2 GiB on Linux, so a long run of rows may take several."""
+    done = 0
+    while done < len(view):
+        n = fh.readinto(view[done:])
+        if not n:
+            raise OSError("the cached file is shorter than its header says")
+        done += n
+
 
 def cache_dir() -> Path:
     return paths.runs_dir() / ".cache" / "decoded"
