@@ -43,9 +43,10 @@ class Entry:
         return {p: i for i, p in enumerate(self.rel_paths)}
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """x[rows] as an array in memory. From a memmap, runs of consecutive rows (a split's rows mostly are) are
-        read with one readinto each: indexing the memmap faults in every 4 KiB page of the mapping, 0.17-0.63 s
-        for 2,400 160x160x3 images against 0.05-0.24 s this way (fresh processes, file in the page cache)."""
+        """x[rows] as an array in memory. From a memmap, each run of consecutive rows is read with one readinto (a
+        split's rows come in file-list order, often one row a run): indexing the memmap faults in every 4 KiB page
+        of the mapping. 2,400 160x160x3 images, file in the page cache: 0.51 s indexed vs 0.08 s read (profiled
+        in a training job; 0.17-0.63 vs 0.05-0.24 s in fresh processes)."""
         x = self.x
         if not isinstance(x, np.memmap) or x.filename is None or len(rows) == 0:
             return np.asarray(x[rows])
