@@ -253,6 +253,10 @@ def test_taking_rows_from_a_mapped_entry_reads_runs_and_survives_eviction(tmp_pa
     taken = entry.take(rows)
     assert isinstance(taken, np.ndarray) and not isinstance(taken, np.memmap)
     assert np.array_equal(taken, data[rows])
+    shuffled = rng.permutation(40)[
+        :30
+    ]  # a split's rows in file-list order: read in file order, put back in theirs
+    assert np.array_equal(entry.take(shuffled), data[shuffled])
     assert entry.take(np.arange(0)).shape == (0, 6, 5, 3)
     if os.name != "nt":  # Windows refuses to remove a mapped file
         (tmp_path / "e.npy").unlink()  # another process evicted the entry: the mapping still holds the rows

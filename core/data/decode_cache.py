@@ -43,21 +43,23 @@ class Entry:
         return {p: i for i, p in enumerate(self.rel_paths)}
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """x[rows] as an array in memory. From a memmap, each run of consecutive rows is read with one readinto (a
-        split's rows come in file-list order, often one row a run): indexing the memmap faults in every 4 KiB page
-        of the mapping. 2,400 160x160x3 images, file in the page cache: 0.51 s indexed vs 0.08 s read (profiled
-        in a training job; 0.17-0.63 vs 0.05-0.24 s in fresh processes)."""
+        """x[rows] as an array in memory. From a memmap, the file is read in ascending order (sequential on disk
+        even when the rows are shuffled), one readinto for each run of rows consecutive in the file and in the
+        output: indexing the memmap faults in every 4 KiB page of the mapping, in the rows' order. 2,400 160x160x3
+        images, file in the page cache: 0.51 s indexed vs 0.08 s read (profiled in a training job)."""
         x = self.x
         if not isinstance(x, np.memmap) or x.filename is None or len(rows) == 0:
             return np.asarray(x[rows])
         out = np.empty((len(rows), *x.shape[1:]), np.uint8)
         flat = out.reshape(len(rows), -1)
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        dst = np.argsort(rows, kind="stable")
+        src = np.asarray(rows)[dst]
+        breaks = np.flatnonzero((np.diff(src) != 1) | (np.diff(dst) != 1)) + 1
         try:
             with open(x.filename, "rb", buffering=0) as fh:
                 for a, b in zip([0, *breaks], [*breaks, len(rows)], strict=True):
-                    fh.seek(x.offset + int(rows[a]) * flat.shape[1])
-                    _read_fully(fh, memoryview(flat[a:b].data).cast("B"))
+                    fh.seek(x.offset + int(src[a]) * flat.shape[1])
+                    _read_fully(fh, memoryview(flat[dst[a] : dst[a] + b - a].data).cast("B"))
         except OSError:  # evicted by another process since it was mapped: the mapping itself still reads
             return np.asarray(x[rows])
         return out
