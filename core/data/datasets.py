@@ -545,8 +545,7 @@ def _from_cache(entry: decode_cache.Entry, root: Path, items: list[tuple[Path, i
     index = entry.index()
     rows = np.array([index[Path(p).relative_to(root).as_posix()] for p, _ in items], dtype=np.int64)
     keep = np.flatnonzero(entry.ok[rows]) if len(rows) else rows
-    h, w, c = entry.x.shape[1:]
-    x = entry.take(rows[keep]) if len(keep) else np.zeros((0, h, w, c), np.uint8)
+    x = entry.take(rows[keep])  # none kept: an empty (0, h, w, c) array, as before
     y = np.array([items[i][1] for i in keep], dtype=np.int64)
     return SplitData(x, y, [str(items[i][0]) for i in keep])
 
