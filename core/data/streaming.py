@@ -137,7 +137,7 @@ def stream_dataset(split: StreamSplit, batch_size: int, *, shuffle: bool, seed: 
     def drop_flag(x, ok, label):
         return x, label
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(load, num_parallel_calls=datasets.DECODE_CALLS, deterministic=True)
     ds = ds.filter(readable).map(drop_flag)
     split.cache_file.parent.mkdir(parents=True, exist_ok=True)
     ds = ds.cache(str(split.cache_file))
@@ -151,8 +151,8 @@ def stream_dataset(split: StreamSplit, batch_size: int, *, shuffle: bool, seed: 
             b = tf.one_hot(b, num_classes, dtype=tf.float32)
         return tf.cast(a, tf.float32), b
 
-    ds = ds.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).map(to_float, num_parallel_calls=datasets.GATHER_CALLS)
+    return datasets.without_autotune(ds.prefetch(datasets.PREFETCH_BATCHES))
 
 
 def cache_files(split: StreamSplit) -> list[Path]:

@@ -384,7 +384,7 @@ PRESETS: dict[str, Preset] = {
             learning_rate=5e-3, epochs=6, batch_size=128, lr_schedule="one-cycle", label_smoothing=0.1,
             min_image_size=4,
             notes="3x2 batch-normalised convs + global pooling, flip and ±2 px shifts; 73k params at 28x28x1; "
-            "91.75% test on full Fashion-MNIST in 6 epochs",
+            "91.85% test on full Fashion-MNIST in 6 epochs (156 s on 2 cores)",
         ),
         Preset(
             "jedi-sith-binary", "Jedi vs Sith binary CNN", "jedi_sith_binary", build_jedi_sith_binary,
