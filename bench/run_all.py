@@ -32,6 +32,7 @@ if __name__ == "__main__":
         "bench_improve.py",
         "bench_audit.py",
         "bench_recipe.py",
+        "bench_epoch_stalls.py",
         *(["bench_gpu.py"] if shutil.which("nvidia-smi") else []),  # dtype policies on a GPU only
     ):
         print(f"\n######## {script}", flush=True)
