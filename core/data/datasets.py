@@ -652,6 +652,11 @@ def evaluation_split(name: str, image_size, channels, *, val_split=DEFAULT_VAL_S
     return "val", val["val"]
 
 
+GATHER_CALLS = 2  # batches gathered at once: a gather is a copy, two keep ahead of any model on a CPU
+PREFETCH_BATCHES = 2
+DECODE_CALLS = max(1, min(8, os.cpu_count() or 1))  # files decoded at once where a pipeline decodes
+
+
 def make_tf_dataset(data: SplitData, batch_size: int, *, shuffle: bool, seed: int = 0,
                     num_classes: int = 0, label_mode: str = "sparse"):  # fmt: skip
     """uint8 arrays -> float32 batches with prefetch; the arrays are already decoded once, so no cache is needed.
@@ -683,16 +688,11 @@ def make_tf_dataset(data: SplitData, batch_size: int, *, shuffle: bool, seed: in
     return without_autotune(ds.prefetch(PREFETCH_BATCHES))
 
 
-GATHER_CALLS = 2  # batches gathered at once: a gather is a copy, two keep ahead of any model on a CPU
-PREFETCH_BATCHES = 2
-DECODE_CALLS = max(1, min(8, os.cpu_count() or 1))  # files decoded at once where a pipeline decodes
-
-
 def without_autotune(ds: Any) -> Any:
     """The pipeline with tf.data's autotuner off (fixed parallelism and prefetch are set where it is built).
 
     The autotuner runs a model thread per iterator, and Keras makes a new iterator every epoch: destroying the
-    last one waits until that thread's timed sleep ends, and the sleep doubles the longer a run goes. Measured
+    last one waits until that thread's timed sleep ends, and the sleep doubles while an iterator lives. Measured
     on 2 cores (TF 2.21): 15-17 s with the CPU idle at the start of most epochs of a 16-epoch `small-best` run
     on Fashion-MNIST (gdb: ~RootDataset::Iterator waiting in ~LogicalThreadWrapper, the model thread in
     Model::OptimizeLoop), a third of the run's time; with it off, none.
